@@ -1,0 +1,80 @@
+"""The seed's augmentation done on whole batches on the device: one affine warp per image.
+
+Flip, rotation, shear and the random crop are all affine, so they compose into one 2x3 matrix per
+image and a single `grid_sample` call replaces five PIL operations per sample on the CPU.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def normalize(x_uint8_nhwc: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> float32 (N, 3, H, W), ImageNet-normalised."""
+    x = x_uint8_nhwc.permute(0, 3, 1, 2).float().div_(255)
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+    return x.sub_(mean).div_(std)
+
+
+def center_crop(x_uint8_nhwc: torch.Tensor, size: int) -> torch.Tensor:
+    """The evaluation view: the central size x size window (the seed's CenterCrop)."""
+    h, w = x_uint8_nhwc.shape[1:3]
+    top, left = (h - size) // 2, (w - size) // 2
+    return x_uint8_nhwc[:, top:top + size, left:left + size]
+
+
+def affine_params(n: int, in_size: int, out_size: int, rotate: float, shear: float, flip: bool,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """Per-image inverse maps for `affine_grid`: output crop coords -> input coords, (n, 2, 3).
+
+    Rotation uniform in [-rotate, rotate] degrees, x-shear uniform in [-shear, shear] degrees,
+    horizontal flip with p=0.5, and a crop of out_size at a uniform offset inside in_size (both in
+    pixels of the square input). The random draws come from `generator` (CPU) for reproducibility.
+    """
+    u = torch.rand(n, 5, generator=generator, dtype=torch.float64)
+    rot = math.radians(rotate) * (2 * u[:, 0] - 1)
+    sh = math.tan(math.radians(shear)) * (2 * u[:, 1] - 1)
+    sign = torch.where(u[:, 2] < 0.5, -1.0, 1.0) if flip else torch.ones(n, dtype=torch.float64)
+    # Crop: output [-1, 1] covers out/in of the input, centred at a random offset.
+    scale = out_size / in_size
+    slack = (in_size - out_size) / in_size  # room to move the crop centre, in normalised units
+    cx = slack * (2 * u[:, 3] - 1)
+    cy = slack * (2 * u[:, 4] - 1)
+    cos, sin = torch.cos(rot), torch.sin(rot)
+    # Inverse map = Flip . Rot . Shear applied to the crop-centred point (angles are symmetric, so
+    # sampling the inverse is sampling the forward transform).
+    a = torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1)  # (n, 2, 2)
+    s = torch.zeros(n, 2, 2, dtype=torch.float64)
+    s[:, 0, 0] = 1
+    s[:, 0, 1] = sh
+    s[:, 1, 1] = 1
+    m = a @ s
+    m[:, 0, :] *= sign[:, None]
+    theta = torch.empty(n, 2, 3, dtype=torch.float64)
+    theta[:, :, :2] = m * scale
+    theta[:, :, 2] = (m @ torch.stack([cx, cy], 1)[:, :, None])[:, :, 0]
+    return theta.float()
+
+
+def augment_batch(x_uint8_nhwc: torch.Tensor, out_size: int, rotate: float, shear: float, flip: bool,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """Random flip/rotate/shear/crop of a uint8 (N, S, S, 3) batch -> normalised float (N, 3, out, out).
+
+    Pixels warped in from outside the image are black, as torchvision's RandomRotation leaves them.
+    """
+    n, in_size = x_uint8_nhwc.shape[0], x_uint8_nhwc.shape[1]
+    theta = affine_params(n, in_size, out_size, rotate, shear, flip, generator).to(x_uint8_nhwc.device)
+    x = x_uint8_nhwc.permute(0, 3, 1, 2).float()
+    grid = F.affine_grid(theta, [n, 3, out_size, out_size], align_corners=False)
+    # Warp raw 0..255 values so out-of-image zeros stay black after normalisation.
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    mean = torch.tensor(IMAGENET_MEAN, device=out.device).view(1, 3, 1, 1) * 255
+    std = torch.tensor(IMAGENET_STD, device=out.device).view(1, 3, 1, 1) * 255
+    return out.sub_(mean).div_(std)

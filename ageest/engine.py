@@ -1,0 +1,121 @@
+"""The training engine: one epoch of training, one pass of evaluation, each returning a metric dict."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from .losses import LossFn, expected_age
+
+TERMS = ("loss", "ce", "mean", "var")
+
+
+@dataclass
+class EpochState:
+    """Running sums of one epoch, kept on the device (no sync per step) and resumable mid-epoch."""
+
+    next_batch: int = 0
+    images: int = 0
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {"next_batch": self.next_batch, "images": self.images, "seconds": self.seconds,
+                "sums": {k: v.detach().cpu() for k, v in self.sums.items()}}
+
+    @classmethod
+    def from_dict(cls, d: dict, device: torch.device) -> "EpochState":
+        return cls(d["next_batch"], d["images"], {k: v.to(device) for k, v in d["sums"].items()},
+                   d["seconds"])
+
+
+def autocast_for(device: torch.device, precision: str) -> Callable[[], contextlib.AbstractContextManager]:
+    """A factory of autocast contexts: bf16 where the device runs it fast, else plain fp32."""
+    if precision == "fp32" or not uses_bf16(device, precision):
+        return contextlib.nullcontext
+    return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def uses_bf16(device: torch.device, precision: str) -> bool:
+    if precision == "fp32":
+        return False
+    if precision == "bf16":
+        return True
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        # bf16 is only faster than fp32 with native bf16 instructions (AVX-512 BF16 / AMX).
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+    return False
+
+
+def train_one_epoch(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                    loss_fn: LossFn, optimizer: torch.optim.Optimizer, ages: torch.Tensor, *,
+                    loss_kwargs: dict | None = None, autocast=contextlib.nullcontext,
+                    state: EpochState | None = None,
+                    should_stop: Callable[[], bool] = lambda: False) -> tuple[dict, EpochState, bool]:
+    """Train over `batches` (the rest of this epoch, from `state.next_batch`).
+
+    Returns (metrics, state, finished). `finished` is False when `should_stop()` asked to stop at a
+    batch boundary; `state` then holds what is needed to continue this epoch exactly.
+    Metrics: mean of each loss term over images, images, seconds, images_per_second.
+    """
+    state = state or EpochState()
+    model.train()
+    t0 = time.perf_counter()
+    finished = True
+    for x, y in batches:
+        with autocast():
+            logits = model(x)
+        terms = loss_fn(logits, y, ages, **(loss_kwargs or {}))
+        optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        optimizer.step()
+        n = x.shape[0]
+        for k, v in terms.items():
+            state.sums[k] = state.sums.get(k, 0) + v.detach().float() * n
+        state.images += n
+        state.next_batch += 1
+        if should_stop():
+            finished = False
+            break
+    state.seconds += time.perf_counter() - t0
+    metrics = {f"train_{k}": float(state.sums[k]) / max(state.images, 1) if k in state.sums else float("nan")
+               for k in TERMS}
+    metrics.update(images=state.images, seconds=state.seconds,
+                   images_per_second=state.images / state.seconds if state.seconds > 0 else 0.0)
+    return metrics, state, finished
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], loss_fn: LossFn,
+             ages: torch.Tensor, *, loss_kwargs: dict | None = None,
+             autocast=contextlib.nullcontext) -> dict:
+    """Loss, MAE and per-image predictions (expected age and its spread, in years)."""
+    model.eval()
+    means, stds, targets = [], [], []
+    loss_sum, n = torch.zeros((), device=ages.device), 0
+    for x, y in batches:
+        with autocast():
+            logits = model(x)
+        loss_sum += loss_fn(logits, y, ages, **(loss_kwargs or {}))["loss"].float() * x.shape[0]
+        mean, std = expected_age(logits, ages)
+        means.append(mean)
+        stds.append(std)
+        targets.append(y.float())
+        n += x.shape[0]
+    mean = torch.cat(means).cpu().numpy().astype(np.float64)
+    std = torch.cat(stds).cpu().numpy().astype(np.float64)
+    target = torch.cat(targets).cpu().numpy().astype(np.float64)
+    return {"loss": float(loss_sum) / max(n, 1), "mae": float(np.abs(mean - target).mean()),
+            "predicted_age": mean, "predicted_std": std, "age": target, "images": n}
+

@@ -1,0 +1,81 @@
+"""The network: a torchvision ResNet with the seed's head, BatchNorm1d -> Dropout(0.5) -> Linear."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torchvision
+
+from .errors import ConfigError
+
+_WEIGHTS = {
+    "resnet18": "ResNet18_Weights",
+    "resnet34": "ResNet34_Weights",
+    "resnet50": "ResNet50_Weights",
+}
+
+
+def build_model(arch: str = "resnet34", num_classes: int = 70, pretrained: str = "none") -> nn.Module:
+    """ResNet backbone with head BatchNorm1d(F) -> Dropout(0.5) -> Linear(F, num_classes).
+
+    pretrained: 'imagenet' (torchvision's weights from the local torch hub cache), 'none', or a
+    path to a state-dict file (an ImageNet-style backbone, or a full model of this shape).
+    """
+    if arch not in _WEIGHTS:
+        raise ConfigError(f"config key 'arch': unknown architecture {arch!r}")
+    model = getattr(torchvision.models, arch)(weights=None)
+    if pretrained == "imagenet":
+        _load_backbone(model, imagenet_state_dict(arch), "torchvision ImageNet weights")
+    elif pretrained != "none":
+        _load_backbone(model, _read_state_dict(Path(pretrained)), str(pretrained))
+    features = model.fc.in_features
+    model.fc = nn.Sequential(nn.BatchNorm1d(features), nn.Dropout(0.5), nn.Linear(features, num_classes))
+    return model
+
+
+def head_parameters(model: nn.Module) -> list[nn.Parameter]:
+    return list(model.fc.parameters())
+
+
+def imagenet_state_dict(arch: str) -> dict:
+    """torchvision's ImageNet weights, from the hub cache if there, else downloaded once."""
+    weights = getattr(torchvision.models, _WEIGHTS[arch]).IMAGENET1K_V1
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    if cached.is_file():
+        return torch.load(cached, map_location="cpu", weights_only=True)
+    try:
+        return torch.hub.load_state_dict_from_url(weights.url, map_location="cpu", progress=False)
+    except Exception as e:  # no network on compute nodes is the usual case
+        raise ConfigError(
+            f"ImageNet weights for {arch} are not in the torch hub cache ({cached}) and could not be "
+            f"downloaded ({type(e).__name__}). On a machine with internet run: python -c \"import "
+            f"torchvision; torchvision.models.{arch}(weights='IMAGENET1K_V1')\" and copy {cached.name} "
+            f"to {cached.parent}, or set pretrained to a local .pth file or none") from None
+
+
+def _read_state_dict(path: Path) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"config key 'pretrained': file not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ConfigError(f"config key 'pretrained': {path} is not a torch state-dict file ({e})") from None
+    if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
+        obj = obj["model"]  # an ageest model.pt
+    if not isinstance(obj, dict):
+        raise ConfigError(f"config key 'pretrained': {path} holds no state dict")
+    return obj
+
+
+def _load_backbone(model: nn.Module, state: dict, source: str) -> None:
+    # The classifier never transfers (1000 ImageNet classes, or another age range): load the rest.
+    state = {k.removeprefix("module."): v for k, v in state.items() if not k.startswith(("fc.", "module.fc."))}
+    own = {k: v for k, v in model.state_dict().items() if not k.startswith("fc.")}
+    missing = sorted(set(own) - set(state))
+    bad = sorted(k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape))
+    if missing or bad:
+        raise ConfigError(f"pretrained weights {source} do not fit {type(model).__name__}: "
+                          f"{len(missing)} missing, {len(bad)} mismatched (e.g. {(missing + bad)[0]})")
+    model.load_state_dict(state, strict=False)

@@ -1,0 +1,136 @@
+"""Age of each face in photos, with a fold's model.pt; writes an annotated copy of each photo."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from .augment import center_crop, normalize
+from .cache import square_resize
+from .config import from_dict
+from .devices import resolve_device
+from .errors import AgeestError, DataError
+from .fgnet import load_rgb
+from .losses import expected_age
+from .model import build_model
+
+
+@dataclass(frozen=True)
+class Estimate:
+    box: tuple[int, int, int, int]  # x, y, w, h in the photo (the whole photo when not detected)
+    age: float  # expected age, years
+    std: float  # spread of the predicted age distribution, years
+
+
+def load_model(path: str | Path, device: torch.device):
+    """A fold's model.pt -> (model in eval mode, config)."""
+    p = Path(path)
+    if not p.is_file():
+        raise AgeestError(f"model file not found: {p}")
+    try:
+        ck = torch.load(p, map_location="cpu", weights_only=False)
+        config = from_dict(ck["config"])
+    except AgeestError:
+        raise
+    except Exception as e:
+        raise AgeestError(f"{p} is not an ageest model file ({type(e).__name__})") from None
+    model = build_model(config.arch, config.num_classes, "none")
+    model.load_state_dict(ck["model"])
+    return model.to(device).eval(), config
+
+
+def face_views(rgb: np.ndarray, size: int, align: str, detect: bool) -> list[tuple[tuple, np.ndarray]]:
+    """(box, S x S crop) per face, prepared exactly as training prepared its images."""
+    h, w = rgb.shape[:2]
+    if not detect:  # an aligned crop already, or a model trained on whole photos
+        return [((0, 0, w, h), square_resize(rgb, size))]
+    from .align import align_face
+    from .detect import detect_faces
+
+    faces = detect_faces(rgb)
+    if align == "landmarks":
+        return [(tuple(int(v) for v in f.box), align_face(rgb, f.keypoints, size)) for f in faces]
+    # A model trained on unaligned photos saw whole photos: score the whole photo once per face box.
+    return [(tuple(int(v) for v in f.box), square_resize(rgb, size)) for f in faces]
+
+
+@torch.no_grad()
+def predict_image(model, config, rgb: np.ndarray, device: torch.device, detect: bool = True) -> list[Estimate]:
+    views = face_views(rgb, config.resize_size, config.align, detect)
+    if not views:
+        return []
+    x = torch.from_numpy(np.stack([v for _, v in views])).to(device)
+    x = normalize(center_crop(x, config.image_size))
+    ages = torch.arange(config.min_age, config.max_age + 1, dtype=torch.float32, device=device)
+    mean, std = expected_age(model(x), ages)
+    return [Estimate(box, float(m), float(s)) for (box, _), m, s in zip(views, mean.cpu(), std.cpu())]
+
+
+def annotate(rgb: np.ndarray, estimates: list[Estimate]) -> np.ndarray:
+    """A copy with each face's box and age drawn on it."""
+    img = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    scale = max(img.shape[:2]) / 640
+    for e in estimates:
+        x, y, w, h = e.box
+        cv2.rectangle(img, (x, y), (x + w, y + h), (0, 220, 0), max(1, round(2 * scale)))
+        label = f"{e.age:.1f} +/- {e.std:.1f}"
+        org = (x + 2, max(int(18 * scale), y - 6) if y > 20 * scale else y + int(20 * scale))
+        cv2.putText(img, label, org, cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, (0, 0, 0),
+                    max(2, round(4 * scale)), cv2.LINE_AA)
+        cv2.putText(img, label, org, cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, (0, 255, 255),
+                    max(1, round(1.5 * scale)), cv2.LINE_AA)
+    return img
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("images", nargs="+", help="photos (JPEG/PNG)")
+    p.add_argument("--model", required=True, help="a fold's model.pt")
+    p.add_argument("--output", default=None,
+                   help="annotated copy: a file for one photo, a folder for several "
+                        "(default: NAME.age.jpg beside each photo)")
+    p.add_argument("--no-detect", action="store_true",
+                   help="photos are already aligned face crops: skip face detection")
+    p.add_argument("--device", default="auto")
+
+
+def _output_path(src: Path, output: str | None, many: bool) -> Path:
+    if output is None:
+        return src.with_name(f"{src.stem}.age.jpg")
+    o = Path(output)
+    if many or o.is_dir():
+        return o / f"{src.stem}.age.jpg"
+    return o
+
+
+def run(args: argparse.Namespace) -> int:
+    """Estimate the age of each face in photos."""
+    device = resolve_device(args.device)
+    model, config = load_model(args.model, device)
+    detect = not args.no_detect and config.align == "landmarks"
+    if not args.no_detect and config.align != "landmarks":
+        print("note: this model was trained on whole, unaligned photos; scoring each whole photo")
+    many = len(args.images) > 1
+    missing = []
+    for name in args.images:
+        src = Path(name)
+        rgb = load_rgb(src)
+        estimates = predict_image(model, config, rgb, device, detect)
+        if not estimates:
+            missing.append(str(src))
+            print(f"{src}: no face found")
+            continue
+        for i, e in enumerate(estimates, 1):
+            tag = f" face {i} at {e.box}" if detect else ""
+            print(f"{src}{tag}: age {e.age:.1f} (+/- {e.std:.1f})")
+        dest = _output_path(src, args.output, many)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if not cv2.imwrite(str(dest), annotate(rgb, estimates)):
+            raise AgeestError(f"cannot write {dest}")
+    if missing:
+        raise DataError(f"no face found in {', '.join(missing)} (use --no-detect for aligned face crops)")
+    return 0

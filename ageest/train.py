@@ -1,0 +1,270 @@
+"""Train and score one leave-one-person-out fold: the one training entry point."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__
+from .cache import default_cache_path, default_points_dir, open_cache
+from .config import Config, load_config
+from .data import PlainSource, TensorSource
+from .devices import resolve_device
+from .engine import EpochState, autocast_for, evaluate, train_one_epoch, uses_bf16
+from .errors import AgeestError, DataError
+from .fgnet import data_fingerprint, scan_images
+from .io import check_writable, save_torch_atomic, write_json_atomic, write_text_atomic
+from .losses import get_loss
+from .model import build_model, head_parameters
+from .splits import split_fold
+
+HISTORY_COLUMNS = ("epoch", "train_loss", "train_ce", "train_mean", "train_var", "val_loss", "val_mae",
+                   "lr", "seconds", "images_per_second")
+STATE_FILE = "state.pt"
+
+
+class Interrupted(AgeestError):
+    """SIGTERM/SIGINT arrived; the fold's state was saved and a rerun resumes it."""
+
+
+def run_fold(images: str | Path, subject: int, loss: str, out: str | Path, config: Config, *,
+             cache: str | Path | None = None, points: str | Path | None = None,
+             state_dir: str | Path | None = None, log=print) -> dict:
+    """Train the fold that leaves `subject` out with loss `loss`; write its outputs into `out`.
+
+    Writes predictions.tsv, history.tsv, model.pt (if config.save_model) and, last, metrics.json,
+    each atomically. Resumable state goes to `state_dir` (default: `out`) after every epoch.
+    Returns the metrics dict.
+    """
+    t_start = time.perf_counter()
+    loss_fn = get_loss(loss)
+    images = Path(images)
+    out = check_writable(out)
+    state_path = check_writable(state_dir or out) / STATE_FILE
+    records = scan_images(images)
+    fingerprint = data_fingerprint(records)
+    split = split_fold(records, subject, config.seed, config.val_rate, config.val_split)
+    identity = {"subject": subject, "loss": loss, "data_fingerprint": fingerprint,
+                "config": config.result_keys()}
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = resolve_device(config.device, config.folds_per_gpu)
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+    points_dir = Path(points) if points else default_points_dir(images)
+    sources, fallback = _make_sources(records, split, config, device, cache, points_dir)
+    train_src, val_src, test_src = sources
+    log(f"fold subject={subject:03d} loss={loss}: {len(split.train)} train, {len(split.val)} val, "
+        f"{len(split.test)} test images on {device}")
+
+    ages = torch.arange(config.min_age, config.max_age + 1, dtype=torch.float32, device=device)
+    _check_ages([records[i].age for i in split.train + split.val + split.test], config)
+    loss_kwargs = {"lambda1": config.lambda1, "lambda2": config.lambda2} if loss == "mean_variance" else {}
+    model = build_model(config.arch, config.num_classes, config.pretrained).to(device)
+    channels_last = config.channels_last and device.type != "mps"
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+                                 **({"fused": True} if device.type == "cuda" else {}))
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(config.lr_milestones), config.lr_gamma)
+    autocast = autocast_for(device, config.precision)
+    head = {id(p) for p in head_parameters(model)}
+
+    st = {"epoch": 0, "epoch_state": None, "history": [], "best": None, "best_mae": None}
+    if state_path.exists():
+        st = _resume(state_path, identity, model, optimizer, scheduler, device)
+        log(f"resuming from {state_path}: epoch {st['epoch'] + 1}"
+            + (f", batch {st['epoch_state']['next_batch']}" if st["epoch_state"] else ""))
+
+    stop = {"signal": None}
+    previous = {s: signal.signal(s, lambda signum, _f: stop.update(signal=signum))
+                for s in (signal.SIGTERM, signal.SIGINT)}
+    last_save = time.monotonic()
+    try:
+        for epoch in range(st["epoch"], config.epochs):
+            frozen = epoch < config.freeze_epochs
+            for p in model.parameters():
+                p.requires_grad_(not frozen or id(p) in head)
+            es = EpochState.from_dict(st["epoch_state"], device) if st["epoch_state"] else None
+            tm, es, finished = train_one_epoch(
+                model, train_src.train_batches(epoch, es.next_batch if es else 0), loss_fn, optimizer,
+                ages, loss_kwargs=loss_kwargs, autocast=autocast, state=es,
+                should_stop=lambda: stop["signal"] is not None)
+            if not finished:
+                st.update(epoch=epoch, epoch_state=es.to_dict())
+                _save_state(state_path, identity, st, model, optimizer, scheduler)
+                raise Interrupted(f"fold {subject:03d} {loss}: stopped by signal {stop['signal']} in epoch "
+                                  f"{epoch + 1}; state saved to {state_path}, rerun to resume")
+            lr = optimizer.param_groups[0]["lr"]
+            scheduler.step()
+            vm = evaluate(model, val_src.eval_batches(), loss_fn, ages, loss_kwargs=loss_kwargs,
+                          autocast=autocast)
+            row = {"epoch": epoch + 1, **{k: tm[k] for k in ("train_loss", "train_ce", "train_mean",
+                                                              "train_var")},
+                   "val_loss": vm["loss"], "val_mae": vm["mae"], "lr": lr, "seconds": tm["seconds"],
+                   "images_per_second": tm["images_per_second"]}
+            _check_finite(row, subject, loss)
+            st["history"].append(row)
+            if st["best"] is None or vm["loss"] < st["best"]["val_loss"]:
+                st["best"] = {"epoch": epoch + 1, "val_loss": vm["loss"], "val_mae": vm["mae"],
+                              "state": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}}
+            if st["best_mae"] is None or vm["mae"] < st["best_mae"]["val_mae"]:
+                st["best_mae"] = {"epoch": epoch + 1, "val_mae": vm["mae"]}
+            log(f"epoch {epoch + 1}/{config.epochs}{' (head only)' if frozen else ''}: "
+                f"train {tm['train_loss']:.3f}, val loss {vm['loss']:.3f}, val MAE {vm['mae']:.2f}, "
+                f"{tm['images_per_second']:.0f} img/s")
+            st.update(epoch=epoch + 1, epoch_state=None)
+            done = epoch + 1 == config.epochs
+            if not done and (stop["signal"] is not None
+                             or time.monotonic() - last_save >= config.checkpoint_every_s):
+                _save_state(state_path, identity, st, model, optimizer, scheduler)
+                last_save = time.monotonic()
+            if stop["signal"] is not None and not done:
+                raise Interrupted(f"fold {subject:03d} {loss}: stopped by signal {stop['signal']} after epoch "
+                                  f"{epoch + 1}; state saved to {state_path}, rerun to resume")
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+    # The test subject is scored once, with the model selected on validation loss.
+    model.load_state_dict(st["best"]["state"])
+    tm = evaluate(model, test_src.eval_batches(), loss_fn, ages, loss_kwargs=loss_kwargs, autocast=autocast)
+    test_records = [records[i] for i in split.test]
+    metrics = {
+        "subject": subject, "loss": loss, "n_train": len(split.train), "n_val": len(split.val),
+        "n_test": len(split.test), "best_epoch": st["best"]["epoch"], "val_loss": st["best"]["val_loss"],
+        "val_mae": st["best"]["val_mae"], "best_val_mae_epoch": st["best_mae"]["epoch"],
+        "best_val_mae": st["best_mae"]["val_mae"], "test_mae": tm["mae"],
+        "test_mae_rounded": float(np.abs(np.rint(tm["predicted_age"]) - tm["age"]).mean()),
+        "test_loss": tm["loss"], "seconds": time.perf_counter() - t_start,
+        "train_seconds": sum(r["seconds"] for r in st["history"]), "device": str(device),
+        "bf16": uses_bf16(device, config.precision), "unaligned_fallback": fallback,
+        "config": config.to_dict(), "data_fingerprint": fingerprint, "images": str(images),
+        "ageest_version": __version__, "torch_version": torch.__version__,
+    }
+    write_text_atomic(out / "predictions.tsv", _predictions_tsv(test_records, tm))
+    write_text_atomic(out / "history.tsv", _history_tsv(st["history"]))
+    if config.save_model:
+        save_model(out / "model.pt", model, config, metrics)
+    write_json_atomic(out / "metrics.json", metrics)  # last: its presence means the fold is complete
+    if not config.keep_checkpoint:
+        state_path.unlink(missing_ok=True)
+    log(f"fold subject={subject:03d} loss={loss}: test MAE {tm['mae']:.2f} (best epoch "
+        f"{metrics['best_epoch']}, val MAE {metrics['val_mae']:.2f}) in {metrics['seconds']:.0f} s")
+    return metrics
+
+
+def _make_sources(records, split, config: Config, device, cache, points_dir):
+    if config.pipeline == "plain":
+        return [PlainSource([records[i] for i in idx], config, device, points_dir)
+                for idx in (split.train, split.val, split.test)], 0
+    arr, meta = open_cache(cache or default_cache_path(records, config), records, config, points_dir)
+    fell = set(meta.get("fallback", []))
+    used = split.train + split.val + split.test
+    fallback = sum(records[i].name in fell for i in used)
+    return [TensorSource(arr[list(idx)], [records[i].age for i in idx], config, device,
+                         config.channels_last and device.type != "mps")
+            for idx in (split.train, split.val, split.test)], fallback
+
+
+def _check_ages(ages: list[int], config: Config) -> None:
+    bad = sorted({a for a in ages if not config.min_age <= a <= config.max_age})
+    if bad:
+        raise DataError(f"ages {bad} lie outside min_age..max_age ({config.min_age}..{config.max_age}); "
+                        f"widen them in the config")
+
+
+def _check_finite(row: dict, subject: int, loss: str) -> None:
+    if not all(math.isfinite(row[k]) for k in ("train_loss", "val_loss") if k in row):
+        terms = ", ".join(f"{k}={row[k]:.4g}" for k in ("train_loss", "train_ce", "train_mean", "train_var",
+                                                          "val_loss"))
+        raise AgeestError(f"fold {subject:03d} {loss}: training diverged at epoch {row['epoch']} ({terms}); "
+                          f"try a lower lr")
+
+
+def _save_state(path: Path, identity: dict, st: dict, model, optimizer, scheduler) -> None:
+    rng = {"torch": torch.get_rng_state(), "numpy": np.random.get_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    save_torch_atomic(path, {"identity": identity, "epoch": st["epoch"], "epoch_state": st["epoch_state"],
+                             "history": st["history"], "best": st["best"], "best_mae": st["best_mae"],
+                             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                             "scheduler": scheduler.state_dict(), "rng": rng})
+
+
+def _resume(path: Path, identity: dict, model, optimizer, scheduler, device) -> dict:
+    try:
+        ck = torch.load(path, map_location=device, weights_only=False)
+    except Exception as e:
+        raise AgeestError(f"resumable state {path} is unreadable ({type(e).__name__}); delete it to start over") from None
+    if ck.get("identity") != identity:
+        diff = [k for k in identity if ck.get("identity", {}).get(k) != identity[k]]
+        raise AgeestError(f"resumable state {path} belongs to another run (differs in: {', '.join(diff)}); "
+                          f"delete it to start this fold over")
+    model.load_state_dict(ck["model"])
+    optimizer.load_state_dict(ck["optimizer"])
+    scheduler.load_state_dict(ck["scheduler"])
+    torch.set_rng_state(ck["rng"]["torch"].cpu())
+    np.random.set_state(ck["rng"]["numpy"])
+    if "cuda" in ck["rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in ck["rng"]["cuda"]])
+    if ck["best"] is not None:
+        ck["best"]["state"] = {k: v.cpu() for k, v in ck["best"]["state"].items()}
+    return {k: ck[k] for k in ("epoch", "epoch_state", "history", "best", "best_mae")}
+
+
+def save_model(path: Path, model, config: Config, metrics: dict) -> None:
+    """All that `predict` needs: weights, config, age range."""
+    save_torch_atomic(path, {"model": {k: v.cpu() for k, v in model.state_dict().items()},
+                             "config": config.to_dict(), "min_age": config.min_age,
+                             "max_age": config.max_age, "subject": metrics["subject"],
+                             "loss": metrics["loss"], "ageest_version": __version__})
+
+
+def _predictions_tsv(records, tm: dict) -> str:
+    lines = ["image\tsubject\tage\tpredicted_age\tpredicted_std\tpredicted_age_rounded"]
+    for r, m, s in zip(records, tm["predicted_age"], tm["predicted_std"]):
+        lines.append(f"{r.name}\t{r.subject}\t{r.age}\t{m:.4f}\t{s:.4f}\t{int(np.rint(m))}")
+    return "\n".join(lines) + "\n"
+
+
+def _history_tsv(rows: list[dict]) -> str:
+    lines = ["\t".join(HISTORY_COLUMNS)]
+    for r in rows:
+        lines.append("\t".join(str(r[c]) if c == "epoch" else f"{r[c]:.6g}" for c in HISTORY_COLUMNS))
+    return "\n".join(lines) + "\n"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--images", required=True, help="FG-NET-layout image folder")
+    p.add_argument("--leave-subject", type=int, required=True, metavar="N", help="subject left out (test)")
+    p.add_argument("--loss", required=True, help="loss name (mean_variance, softmax)")
+    p.add_argument("--out", required=True, help="output folder of the fold")
+    p.add_argument("--config", default=None, help="training config YAML")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key, e.g. --set epochs=5 (repeatable)")
+    p.add_argument("--cache", default=None, help="preprocessing cache from `ageest prepare`")
+    p.add_argument("--points", default=None, help="landmark folder (default: images/../points)")
+    p.add_argument("--state-dir", default=None, help="where resumable state lives (default: --out)")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished fold in --out")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train one leave-one-person-out fold and score its left-out subject."""
+    config = load_config(args.config, args.overrides)
+    if (Path(args.out) / "metrics.json").exists() and not args.overwrite:
+        raise AgeestError(f"{Path(args.out) / 'metrics.json'} exists: this fold is finished "
+                          f"(use --overwrite or another --out)")
+    run_fold(args.images, args.leave_subject, args.loss, args.out, config, cache=args.cache,
+             points=args.points, state_dir=args.state_dir, log=lambda m: print(m, flush=True))
+    return 0
+
+
+__all__ = ["run_fold", "save_model", "Interrupted"]
