@@ -75,7 +75,9 @@ def _load_backbone(model: nn.Module, state: dict, source: str) -> None:
     own = {k: v for k, v in model.state_dict().items() if not k.startswith("fc.")}
     missing = sorted(set(own) - set(state))
     bad = sorted(k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape))
-    if missing or bad:
-        raise ConfigError(f"pretrained weights {source} do not fit {type(model).__name__}: "
-                          f"{len(missing)} missing, {len(bad)} mismatched (e.g. {(missing + bad)[0]})")
+    extra = sorted(k for k in set(state) - set(own) if not k.endswith("num_batches_tracked"))
+    if missing or bad or extra:
+        raise ConfigError(f"pretrained weights {source} do not fit {type(model).__name__}: {len(missing)} "
+                          f"missing, {len(bad)} mismatched, {len(extra)} unexpected "
+                          f"(e.g. {(missing + bad + extra)[0]})")
     model.load_state_dict(state, strict=False)

@@ -1,0 +1,136 @@
+"""A tiny fold end to end on synthetic faces: outputs, reproducibility, resume, refusals."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from ageest.config import load_config
+from ageest.errors import AgeestError
+from ageest.train import STATE_FILE, run_fold
+from conftest import tiny_overrides
+
+
+def _cfg(**extra):
+    return load_config(None, tiny_overrides(**extra))
+
+
+def test_fold_end_to_end(synth_small, tmp_path):
+    out = tmp_path / "fold"
+    m = run_fold(synth_small, 2, "mean_variance", out, _cfg(), log=lambda *_: None)
+    assert sorted(p.name for p in out.iterdir()) == ["history.tsv", "metrics.json", "model.pt",
+                                                      "predictions.tsv"]
+    saved = json.loads((out / "metrics.json").read_text())
+    for key in ("subject", "loss", "n_train", "n_val", "n_test", "best_epoch", "val_mae", "test_mae",
+                "seconds", "device", "config", "ageest_version", "torch_version", "data_fingerprint"):
+        assert key in saved
+    assert saved["subject"] == 2 and saved["loss"] == "mean_variance" and saved["device"] == "cpu"
+    assert all(math.isfinite(saved[k]) for k in ("val_mae", "test_mae", "seconds"))
+    assert saved["config"]["epochs"] == 2 and 1 <= saved["best_epoch"] <= 2
+    pred = (out / "predictions.tsv").read_text().splitlines()
+    assert pred[0].split("\t") == ["image", "subject", "age", "predicted_age", "predicted_std",
+                                   "predicted_age_rounded"]
+    assert len(pred) - 1 == saved["n_test"] and all(r.split("\t")[1] == "2" for r in pred[1:])
+    mae = sum(abs(float(r.split("\t")[3]) - int(r.split("\t")[2])) for r in pred[1:]) / (len(pred) - 1)
+    assert mae == pytest.approx(saved["test_mae"], abs=1e-3)
+    hist = (out / "history.tsv").read_text().splitlines()
+    assert hist[0].split("\t")[:6] == ["epoch", "train_loss", "train_ce", "train_mean", "train_var", "val_loss"]
+    assert len(hist) == 3
+    ck = torch.load(out / "model.pt", weights_only=False)
+    assert ck["config"]["image_size"] == 32 and (ck["min_age"], ck["max_age"]) == (0, 69)
+    assert m == saved
+
+
+def test_same_command_twice_same_result(synth_small, tmp_path):
+    a = run_fold(synth_small, 3, "softmax", tmp_path / "a", _cfg(), log=lambda *_: None)
+    b = run_fold(synth_small, 3, "softmax", tmp_path / "b", _cfg(), log=lambda *_: None)
+    for k in ("test_mae", "val_mae", "best_epoch", "n_train", "n_val"):
+        assert a[k] == b[k]
+    assert (tmp_path / "a" / "predictions.tsv").read_text() == (tmp_path / "b" / "predictions.tsv").read_text()
+
+
+def test_plain_pipeline_runs(synth_small, tmp_path):
+    m = run_fold(synth_small, 1, "softmax", tmp_path / "p", _cfg(pipeline="plain", epochs=1,
+                                                                   freeze_epochs=0), log=lambda *_: None)
+    assert math.isfinite(m["test_mae"])
+
+
+def _train_cmd(images, out, *extra):
+    return [sys.executable, "-m", "ageest", "train", "--images", str(images), "--leave-subject", "4",
+            "--loss", "mean_variance", "--out", str(out)] + [
+        a for o in tiny_overrides(**{"epochs": 4, **dict(e.split("=") for e in extra)}) for a in ("--set", o)]
+
+
+def test_killed_fold_resumes_to_the_same_result(synth_small, tmp_path):
+    env = dict(os.environ)
+    ref = tmp_path / "ref"
+    subprocess.run(_train_cmd(synth_small, ref), check=True, env=env, capture_output=True)
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(_train_cmd(synth_small, out, "keep_checkpoint=true"), env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # Kill hard once two epochs are saved: no handler runs, the last saved state must do.
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        if line.startswith("epoch 2/4"):
+            time.sleep(0.5)  # let the epoch's state land
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "metrics.json").exists()
+    assert (out / STATE_FILE).exists()
+    r = subprocess.run(_train_cmd(synth_small, out, "keep_checkpoint=true"), env=env, capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    assert "resuming" in r.stdout
+    a = json.loads((ref / "metrics.json").read_text())
+    b = json.loads((out / "metrics.json").read_text())
+    assert (a["test_mae"], a["val_mae"], a["best_epoch"]) == (b["test_mae"], b["val_mae"], b["best_epoch"])
+    assert (ref / "predictions.tsv").read_text() == (out / "predictions.tsv").read_text()
+
+
+def test_sigterm_saves_state_mid_epoch_and_resumes(synth_small, tmp_path):
+    out = tmp_path / "term"
+    cmd = _train_cmd(synth_small, out, "epochs=3", "batch_size=4")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while not proc.stdout.readline().startswith("epoch 1/3"):
+        pass
+    proc.send_signal(signal.SIGTERM)  # during epoch 2 (of about 20 batches)
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("fold finished before SIGTERM arrived")
+    assert proc.returncode == 2 and "state saved" in err and "Traceback" not in err
+    assert (out / STATE_FILE).exists() and not (out / "metrics.json").exists()
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0 and "resuming" in r.stdout
+    ref = tmp_path / "ref"
+    subprocess.run(_train_cmd(synth_small, ref, "epochs=3", "batch_size=4"), check=True, capture_output=True)
+    assert (ref / "predictions.tsv").read_text() == (out / "predictions.tsv").read_text()
+    assert not (out / STATE_FILE).exists()  # removed once the fold is done (keep_checkpoint false)
+
+
+def test_state_from_another_config_is_refused(synth_small, tmp_path):
+    out = tmp_path / "f"
+    run_fold(synth_small, 2, "softmax", out, _cfg(epochs=1, freeze_epochs=0, keep_checkpoint=True),
+             log=lambda *_: None)
+    # Fake an unfinished run: drop the outputs, keep a state written under epochs=1 ...
+    (out / "metrics.json").unlink()
+    run_fold(synth_small, 2, "softmax", tmp_path / "g", _cfg(epochs=2, keep_checkpoint=True),
+             log=lambda *_: None)
+    (out / STATE_FILE).unlink(missing_ok=True)
+    (tmp_path / "g" / STATE_FILE).rename(out / STATE_FILE)
+    with pytest.raises(AgeestError, match="belongs to another run.*config"):
+        run_fold(synth_small, 2, "softmax", out, _cfg(epochs=3, keep_checkpoint=True), log=lambda *_: None)
+
+
+def test_divergence_is_named(synth_small, tmp_path):
+    with pytest.raises(AgeestError, match="diverged at epoch 1.*train_loss=nan"):
+        run_fold(synth_small, 2, "mean_variance", tmp_path / "d", _cfg(lr=1e30, freeze_epochs=0),
+                 log=lambda *_: None)
+    assert not (tmp_path / "d" / "metrics.json").exists()
