@@ -36,7 +36,8 @@ class TensorSource:
 
     def __init__(self, images: np.ndarray, ages: Sequence[int], config: Config, device: torch.device,
                  channels_last: bool = False):
-        self.x = torch.from_numpy(np.ascontiguousarray(images)).to(device)
+        # A memory-mapped slice is read-only; torch wants a writable array (one copy, then the device).
+        self.x = torch.from_numpy(np.require(images, np.uint8, ["C", "W"])).to(device)
         self.y = torch.as_tensor(list(ages), dtype=torch.float32, device=device)
         self.config = config
         self.channels_last = channels_last
