@@ -25,7 +25,7 @@ from .model import build_model, head_parameters
 from .splits import split_fold
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_ce", "train_mean", "train_var", "val_loss", "val_mae",
-                   "lr", "seconds", "images_per_second")
+                   "lr", "seconds", "images_per_second", "val_seconds")
 STATE_FILE = "state.pt"
 
 
@@ -107,12 +107,14 @@ def run_fold(images: str | Path, subject: int, loss: str, out: str | Path, confi
                                   f"{epoch + 1}; state saved to {state_path}, rerun to resume")
             lr = optimizer.param_groups[0]["lr"]
             scheduler.step()
+            t_val = time.perf_counter()
             vm = evaluate(model, val_src.eval_batches(), loss_fn, ages, loss_kwargs=loss_kwargs,
                           autocast=autocast)
+            t_val = time.perf_counter() - t_val
             row = {"epoch": epoch + 1, **{k: tm[k] for k in ("train_loss", "train_ce", "train_mean",
                                                               "train_var")},
                    "val_loss": vm["loss"], "val_mae": vm["mae"], "lr": lr, "seconds": tm["seconds"],
-                   "images_per_second": tm["images_per_second"]}
+                   "images_per_second": tm["images_per_second"], "val_seconds": t_val}
             _check_finite(row, subject, loss)
             st["history"].append(row)
             if st["best"] is None or vm["loss"] < st["best"]["val_loss"]:
