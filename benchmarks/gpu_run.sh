@@ -10,14 +10,14 @@ $PY -c "import torch, torchvision; print('torch', torch.__version__, 'torchvisio
 $PY -m ageest synth /tmp/syn >/dev/null
 $PY -m ageest prepare --images /tmp/syn/images --out /tmp/c224.npy --set image_size=224
 # 1. Training-loop throughput, seed-style vs fast, same GPU.
-timeout 150 $PY benchmarks/train_throughput.py --images /tmp/syn/images --sizes 224 112 --steps 30 \
+timeout 110 $PY benchmarks/train_throughput.py --images /tmp/syn/images --sizes 224 112 --steps 30 \
     --device cuda --workers "$(nproc)" 2>&1 | tee "$OUT/throughput.txt"
 seed=$(awk '$1 == 224 {print $2}' "$OUT/throughput.txt")
 # 2. Study estimate from K concurrent folds (shortened, extrapolated to the recipe).
-timeout 240 $PY benchmarks/study_estimate.py --images /tmp/syn/images --cache /tmp/c224.npy \
+timeout 200 $PY benchmarks/study_estimate.py --images /tmp/syn/images --cache /tmp/c224.npy \
     --concurrency 1 4 8 --epochs 8 --freeze-epochs 2 ${seed:+--seed-img-s $seed} \
     --json "$OUT/study.json" 2>&1 | tee "$OUT/study.txt"
 # 3. One whole fold at the seed's recipe (100 epochs, 224 px), end to end.
-timeout 150 $PY -m ageest train --images /tmp/syn/images --leave-subject 1 --loss mean_variance \
+timeout 130 $PY -m ageest train --images /tmp/syn/images --leave-subject 1 --loss mean_variance \
     --out "$OUT/fold001" --cache /tmp/c224.npy --set pretrained=none --set save_model=false \
     --set checkpoint_every_s=60 2>&1 | grep -E "^fold|epoch (1|10|11|50|100)/" | tee "$OUT/fold.txt"
