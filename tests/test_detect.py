@@ -1,0 +1,51 @@
+import dataclasses
+
+import numpy as np
+import pytest
+
+from ageest.detect import Face, detect_faces
+from ageest.synth import make_photo
+
+
+def _check(faces, lms):
+    for f, lm in zip(faces, lms):
+        eyes = np.stack([lm[27:31].mean(0), lm[32:36].mean(0)])
+        iod = np.linalg.norm(eyes[1] - eyes[0])
+        assert f.keypoints.shape == (3, 2)
+        assert np.linalg.norm(f.keypoints[:2] - eyes, axis=1).max() < 0.2 * iod
+        mouth = lm[48:60].mean(0)
+        assert np.linalg.norm(f.keypoints[2] - mouth) < 0.35 * iod
+        x, y, w, h = f.box
+        assert x < eyes[:, 0].min() and eyes[:, 0].max() < x + w and y < eyes[:, 1].min() < y + h
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_no_face(seed):
+    img, _ = make_photo([], size=(640, 480), seed=seed)
+    assert detect_faces(img) == []
+
+
+@pytest.mark.parametrize("seed, age", [(0, 30), (1, 6), (2, 62)])
+def test_one_face(seed, age):
+    img, boxes, lms = make_photo([(age, seed)], size=(480, 480), seed=seed, return_landmarks=True)
+    faces = detect_faces(img)
+    assert len(faces) == 1
+    _check(faces, lms)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_two_faces_left_to_right(seed):
+    img, boxes, lms = make_photo([(9, seed), (45, seed + 10)], size=(640, 480), seed=seed,
+                                 return_landmarks=True)
+    faces = detect_faces(img)
+    assert len(faces) == 2
+    _check(faces, lms)
+
+
+def test_greyscale_and_face_is_frozen():
+    img, _, lms = make_photo([(25, 5)], size=(400, 400), seed=5, return_landmarks=True)
+    faces = detect_faces(img.mean(2).astype(np.uint8))
+    assert len(faces) == 1 and isinstance(faces[0], Face)
+    _check(faces, lms)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        faces[0].score = 1.0
