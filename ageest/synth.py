@@ -18,6 +18,7 @@ same names are overwritten; other files in OUTDIR are left alone.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -404,8 +405,10 @@ def make_synthetic(outdir, seed: int = 0, n_subjects: int = 82, workers: int | N
     if workers <= 1 or len(jobs) < 40:
         paths = [_write_one(j) for j in jobs]
     else:
-        # one OpenCV thread per process: its own pool would oversubscribe the cores
-        with ProcessPoolExecutor(workers, initializer=cv2.setNumThreads, initargs=(1,)) as ex:
+        # spawn, not fork: forking a process whose OpenCV thread pool is live can deadlock the
+        # children; one OpenCV thread per worker so the workers don't oversubscribe the cores
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, ctx, initializer=cv2.setNumThreads, initargs=(1,)) as ex:
             paths = list(ex.map(_write_one, jobs, chunksize=16))
     return [Path(p) for p in paths]
 
