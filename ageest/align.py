@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import DataError
+from .fgnet import load_rgb
 from .landmarks import find_pts, read_pts
 
 LEFT_EYE = slice(27, 31)
@@ -82,15 +83,6 @@ def align_face(rgb_uint8, keypoints, size: int = 224) -> np.ndarray:
     m = fit_similarity(keypoints, TEMPLATE * size)
     return cv2.warpAffine(np.ascontiguousarray(img), m, (size, size), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_REPLICATE)
-
-
-def load_rgb(path) -> np.ndarray:
-    """Read any image file as (H, W, 3) uint8 RGB (greyscale JPEGs are expanded)."""
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: cannot read image ({e})") from None
 
 
 def align_image(path_or_array, pts_path, size: int = 224) -> np.ndarray:
