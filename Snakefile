@@ -1,0 +1,33 @@
+# ageest: leave-one-person-out (LOPO) evaluation of ResNet age estimation on FG-NET,
+# mean-variance loss vs softmax cross-entropy. See workflow/README.md.
+#
+#   snakemake --cores 2 --configfile config/demo.yaml      # synthetic demo, ~10 min on a laptop
+#   snakemake --profile profiles/local                      # the real study, one GPU
+#   snakemake --profile profiles/slurm                      # the real study on a SLURM cluster
+
+import os
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+# config/config.yaml unless --configfile names another one (which then replaces it, not merges).
+if not workflow.overwrite_configfiles:
+
+    configfile: os.path.join(workflow.basedir, "config", "config.yaml")
+
+
+# Validation (schema defaults, losses, training keys, data folder, subjects) happens in common.smk,
+# before any job is planned.
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/gather.smk"
+
+
+rule all:
+    input:
+        table_files(),
+        plot_files(),
+    default_target: True

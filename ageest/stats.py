@@ -1,0 +1,118 @@
+"""Small pure statistics for the LOPO evaluation: MAE, cumulative score, age bands, paired tests.
+
+Errors are `predicted - true` in years; "abs errors" are their absolute values. Paired differences
+are `loss - reference`, so a negative difference means the loss is better (lower error).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Sequence
+
+import numpy as np
+
+TIE_TOLERANCE = 1e-9  # |difference| at or below this counts as a tie (years)
+
+
+def _array(x: Iterable[float]) -> np.ndarray:
+    return np.asarray(list(x) if not isinstance(x, np.ndarray) else x, dtype=float)
+
+
+def mae(abs_errors: Iterable[float]) -> float:
+    """Mean absolute error; NaN for no values."""
+    a = _array(abs_errors)
+    return float(np.abs(a).mean()) if a.size else math.nan
+
+
+def cumulative_score(abs_errors: Iterable[float], thetas: Sequence[int] = range(11)) -> dict[int, float]:
+    """CS(θ): the share of images whose absolute error is at most θ years, for each θ."""
+    a = np.abs(_array(abs_errors))
+    if not a.size:
+        return {int(t): math.nan for t in thetas}
+    return {int(t): float((a <= t + 1e-12).mean()) for t in thetas}
+
+
+def age_band(age: int, width: int = 10) -> str:
+    """The band label of an age: 0..9 -> '00_09', 10..19 -> '10_19' (width 10)."""
+    lo = (int(age) // width) * width
+    return f"{lo:02d}_{lo + width - 1:02d}"
+
+
+def mae_by_band(ages: Iterable[int], abs_errors: Iterable[float], width: int = 10) -> dict[str, tuple[float, int]]:
+    """{band label: (MAE, number of images)} for every band that has images, in age order."""
+    ages_a, err = _array(ages), np.abs(_array(abs_errors))
+    if ages_a.shape != err.shape:
+        raise ValueError("ages and abs_errors differ in length")
+    out: dict[str, tuple[float, int]] = {}
+    for lo in sorted({(int(a) // width) * width for a in ages_a}):
+        m = (ages_a >= lo) & (ages_a < lo + width)
+        out[age_band(lo, width)] = (float(err[m].mean()), int(m.sum()))
+    return out
+
+
+def paired_counts(diffs: Iterable[float], tol: float = TIE_TOLERANCE) -> tuple[int, int, int]:
+    """(improved, worse, tied) for differences `loss - reference` (negative = improved)."""
+    d = _array(diffs)
+    return int((d < -tol).sum()), int((d > tol).sum()), int((np.abs(d) <= tol).sum())
+
+
+def wilcoxon_p(diffs: Iterable[float], tol: float = TIE_TOLERANCE) -> float:
+    """Two-sided Wilcoxon signed-rank p-value of paired differences (scipy).
+
+    Zero differences are dropped (Wilcoxon's convention). With no non-zero difference there is no
+    evidence of any difference: p = 1. NaN only for no pairs at all.
+    """
+    from scipy.stats import wilcoxon
+
+    d = _array(diffs)
+    if not d.size:
+        return math.nan
+    d = d[np.abs(d) > tol]
+    if not d.size:
+        return 1.0
+    return float(wilcoxon(d, zero_method="wilcox", alternative="two-sided").pvalue)
+
+
+def bootstrap_ci(values: Iterable[float], n_boot: int = 10000, seed: int = 0,
+                 level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean of `values` (e.g. per-subject MAE differences).
+
+    Resamples units with replacement, `n_boot` times, from a seeded generator: same inputs and
+    seed, same interval.
+    """
+    v = _array(values)
+    if not v.size:
+        return math.nan, math.nan
+    if not 0 < level < 1:
+        raise ValueError("level must be in (0, 1)")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, v.size, size=(n_boot, v.size))
+    means = v[idx].mean(axis=1)
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(means, [alpha, 1 - alpha])
+    return float(lo), float(hi)
+
+
+def paired_comparison(loss_values: Iterable[float], ref_values: Iterable[float], *,
+                      n_boot: int = 0, seed: int = 0) -> dict[str, float]:
+    """Paired `loss - reference` on matched units (images or subjects).
+
+    Returns n, mean_diff, wilcoxon_p, improved, worse, tied, and with n_boot > 0 ci_low/ci_high of
+    the mean difference.
+    """
+    a, b = _array(loss_values), _array(ref_values)
+    if a.shape != b.shape:
+        raise ValueError("paired values differ in length")
+    d = a - b
+    improved, worse, tied = paired_counts(d)
+    out: dict[str, float] = {
+        "n": int(d.size),
+        "mean_diff": float(d.mean()) if d.size else math.nan,
+        "wilcoxon_p": wilcoxon_p(d),
+        "improved": improved,
+        "worse": worse,
+        "tied": tied,
+    }
+    if n_boot > 0:
+        out["ci_low"], out["ci_high"] = bootstrap_ci(d, n_boot=n_boot, seed=seed)
+    return out

@@ -1,0 +1,271 @@
+"""The Snakemake workflow: lint, planning (dry runs), config checks, the download rule, a real run.
+
+Snakemake runs as a subprocess with --directory in a tmp folder, so results/ in the repository is
+never touched.
+"""
+
+import hashlib
+import json
+import math
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEFILE = ROOT / "Snakefile"
+CONFIG = ROOT / "config" / "config.yaml"
+DEMO = ROOT / "config" / "demo.yaml"
+
+# Subject -> ages; irregular ids, to show the subject list comes from the data, not a constant.
+FAKE = {1: [2, 5, 11], 2: [3, 20], 5: [8, 9, 30], 17: [1, 43], 82: [4, 7]}
+SUFFIXES = {(1, 5): ["a", "b"]}  # FG-NET's two photos at one age: 001A05a.JPG, 001A05b.JPG
+
+
+def snakemake(workdir, *args, timeout=900):
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(workdir), *map(str, args)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    return r.returncode, r.stdout + r.stderr
+
+
+def job_counts(output):
+    """{rule: count} from the 'Job stats' table of snakemake's output."""
+    block = output.split("Job stats:", 1)[1]
+    counts = {}
+    for line in block.splitlines()[3:]:
+        m = re.fullmatch(r"(\w+)\s+(\d+)", line.strip())
+        if not m:
+            break
+        counts[m.group(1)] = int(m.group(2))
+    return counts
+
+
+def make_fake_fgnet(root):
+    """Tiny valid JPEGs (and .pts files) laid out like FG-NET: root/images, root/points."""
+    from PIL import Image
+
+    (root / "images").mkdir(parents=True)
+    (root / "points").mkdir()
+    names = []
+    for subject, ages in FAKE.items():
+        for age in ages:
+            for suffix in SUFFIXES.get((subject, age), [""]):
+                name = f"{subject:03d}A{age:02d}{suffix}"
+                Image.new("RGB", (24, 32), (subject * 3 % 255, age * 5 % 255, 90)).save(
+                    root / "images" / f"{name}.JPG", quality=90)
+                pts = ["version: 1", "n_points: 68", "{"] + [f"{i % 24} {i % 32}" for i in range(68)] + ["}"]
+                (root / "points" / f"{name.lower()}.pts").write_text("\n".join(pts) + "\n")
+                names.append(f"{name}.JPG")
+    return root / "images", sorted(names)
+
+
+def write_sums(images, path):
+    lines = [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}" for p in sorted(images.iterdir())]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_yaml(path, data):
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture(scope="module")
+def fake(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fgnet")
+    images, names = make_fake_fgnet(root / "FGNET")
+    return images, names
+
+
+def n_fake_subjects():
+    return len(FAKE)
+
+
+# --- lint ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("configfile", [CONFIG, DEMO], ids=["config", "demo"])
+def test_lint_clean(tmp_path, configfile):
+    rc, out = snakemake(tmp_path, "--lint", "--configfile", configfile)
+    assert rc == 0, out
+    assert "Congratulations, your workflow is in a good condition!" in out, out
+    assert "Lints for" not in out, out
+
+
+# --- planning ---------------------------------------------------------------------------------
+
+
+def test_real_study_plans_one_job_per_loss_and_subject(tmp_path, fake):
+    images, _ = fake
+    over = write_yaml(tmp_path / "over.yaml", {"data": {"images": str(images)}})
+    rc, out = snakemake(tmp_path, "--configfile", CONFIG, over, "--dry-run", "--quiet", "rules")
+    assert rc == 0, out
+    counts = job_counts(out)
+    assert counts["train"] == 2 * n_fake_subjects()
+    assert counts["gather"] == 1 and counts["plots"] == 1 and counts["prepare"] == 1
+    # Images given as a folder: nothing downloaded; checked against the project's sums first.
+    assert "download" not in counts and counts["verify_checksums"] == 1
+    assert counts["weights"] == 1  # ImageNet weights fetched by a local rule before training
+
+
+def test_default_config_without_data_downloads_and_plans_all_82(tmp_path):
+    # No FG-NET folder: download + unpack, subjects known from the project's checksum list.
+    rc, out = snakemake(tmp_path, "--dry-run", "--quiet", "rules")
+    assert rc == 0, out
+    counts = job_counts(out)
+    assert counts["download"] == 1 and counts["unpack"] == 1
+    assert counts["train"] == 2 * 82
+
+
+def test_demo_plans_164_training_jobs(tmp_path):
+    rc, out = snakemake(tmp_path, "--configfile", DEMO, "--dry-run", "--quiet", "rules")
+    assert rc == 0, out
+    counts = job_counts(out)
+    assert counts["train"] == 164 and counts["synth"] == 1 and "verify_checksums" not in counts
+
+
+def test_single_fold_target_plans_exactly_one_training_job(tmp_path, fake):
+    images, _ = fake
+    over = write_yaml(tmp_path / "over.yaml", {"data": {"images": str(images)}})
+    rc, out = snakemake(tmp_path, "results/folds/mean_variance/005/metrics.json",
+                        "--configfile", CONFIG, over, "--dry-run", "--quiet", "rules")
+    assert rc == 0, out
+    counts = job_counts(out)
+    assert counts["train"] == 1 and "gather" not in counts and "plots" not in counts
+
+
+def test_subject_list_restricts_folds(tmp_path, fake):
+    images, _ = fake
+    over = write_yaml(tmp_path / "over.yaml", {"data": {"images": str(images)}, "subjects": [5, 82]})
+    rc, out = snakemake(tmp_path, "--configfile", CONFIG, over, "--dry-run", "--quiet", "rules")
+    assert rc == 0, out
+    assert job_counts(out)["train"] == 4
+
+
+# --- config checks: stop before any job, naming the key ---------------------------------------
+
+
+@pytest.mark.parametrize("override, key", [
+    ({"losses": ["mean_variance", "hinge"]}, "losses"),
+    ({"training": {"epochs": -1}}, "training.epochs"),
+    ({"data": {"images": "no/such/folder/images"}}, "data.images"),
+    ({"subjects": [1, 3]}, "subjects"),
+    ({"reference_loss": "hinge"}, "reference_loss"),
+    ({"training": {"epochs": 2, "no_such_key": 1}}, "no_such_key"),
+])
+def test_bad_config_stops_before_any_job(tmp_path, fake, override, key):
+    images, _ = fake
+    data = {"data": {"images": str(images)}, **override}
+    if "data" in override:
+        data["data"] = override["data"]
+    over = write_yaml(tmp_path / "over.yaml", data)
+    rc, out = snakemake(tmp_path, "--configfile", CONFIG, over, "--cores", "1")
+    assert rc != 0
+    assert f"config error: {key.split('.')[0]}" in out or key in out, out
+    assert key in out, out
+    assert not (tmp_path / "results").exists()  # nothing ran
+
+
+def test_missing_subject_is_named(tmp_path, fake):
+    images, _ = fake
+    over = write_yaml(tmp_path / "over.yaml", {"data": {"images": str(images)}, "subjects": [1, 3, 4]})
+    rc, out = snakemake(tmp_path, "--configfile", CONFIG, over, "-n")
+    assert rc != 0 and "config error: subjects: subject(s) 3, 4 not in the data" in out, out
+
+
+# --- download rule and checksum verification --------------------------------------------------
+
+
+def test_download_unpack_verify(tmp_path, fake):
+    images, names = fake
+    archive = tmp_path / "FGNET.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for p in sorted(images.parent.rglob("*")):
+            if p.is_file():
+                z.write(p, Path("FGNET") / p.relative_to(images.parent))
+    sums = write_sums(images, tmp_path / "sums.sha256")
+    work = tmp_path / "work"
+    work.mkdir()
+    over = write_yaml(tmp_path / "over.yaml", {"data": {"url": archive.as_uri(), "sha256": str(sums)}})
+    rc, out = snakemake(work, "results/data/manifest.tsv", "--configfile", CONFIG, over, "--cores", "1")
+    assert rc == 0, out
+    assert sorted(p.name for p in (work / "resources" / "FGNET" / "images").iterdir()) == names
+    assert (work / "resources" / "FGNET" / "points").is_dir()
+    assert not (work / "resources" / "FGNET.zip").exists()  # temporary: removed once unpacked
+    manifest = pd.read_csv(work / "results" / "data" / "manifest.tsv", sep="\t")
+    assert list(manifest.columns) == ["image", "subject", "age"] and len(manifest) == len(names)
+    assert sorted(manifest["subject"].unique()) == sorted(FAKE)
+
+    # Unpacked once: nothing to do on a second run, although the archive is gone.
+    rc, out = snakemake(work, "results/data/manifest.tsv", "--configfile", CONFIG, over, "-n")
+    assert rc == 0 and "Nothing to be done" in out, out
+
+    # Every image is verified file by file: missing, extra and altered ones are named.
+    got = work / "resources" / "FGNET" / "images"
+    (got / "002A20.JPG").unlink()  # missing
+    (got / "005A09.JPG").write_bytes((got / "005A08.JPG").read_bytes())  # altered
+    (got / "017A50.JPG").write_bytes((got / "017A43.JPG").read_bytes())  # extra
+    (work / "results" / "data" / "checksums.ok").unlink()
+    rc, out = snakemake(work, "results/data/checksums.ok", "--configfile", CONFIG, over, "--cores", "1")
+    assert rc != 0
+    assert "missing (1): 002A20.JPG" in out and "extra (1): 017A50.JPG" in out
+    assert "altered (1): 005A09.JPG" in out, out
+    assert "Rule: download" not in out and "rule download" not in out
+
+
+# --- a real run of the demo ------------------------------------------------------------------
+
+
+def test_demo_real_run_three_subjects(tmp_path):
+    over = write_yaml(tmp_path / "over.yaml", {"subjects": [1, 2, 3], "training": {"epochs": 1, "image_size": 32}})
+    rc, out = snakemake(tmp_path, "--configfile", DEMO, over, "--cores", "2")
+    assert rc == 0, out[-5000:]
+    res = tmp_path / "results"
+    for loss in ("mean_variance", "softmax"):
+        for s in ("001", "002", "003"):
+            m = json.loads((res / "folds" / loss / s / "metrics.json").read_text())
+            assert m["loss"] == loss and m["subject"] == int(s) and m["config"]["epochs"] == 1
+            assert not (res / "folds" / loss / s / "model.pt").exists()  # keep_models: false
+            assert (res / "logs" / "train" / loss / f"{s}.log").is_file()
+            assert (res / "benchmarks" / "train" / loss / f"{s}.tsv").is_file()
+    assert not (res / "folds" / "softmax" / "004").exists()
+
+    t = {n: pd.read_csv(res / "tables" / f"{n}.tsv", sep="\t")
+         for n in ("folds", "summary", "comparison", "predictions", "history")}
+    assert list(t["folds"].columns) == ["loss", "subject", "n_test", "mae", "best_epoch", "val_mae", "seconds"]
+    assert len(t["folds"]) == 6
+    s = t["summary"]
+    assert sorted(s["loss"]) == ["mean_variance", "softmax"]
+    cols = ["loss", "n_subjects", "images", "mae", "subject_mae_mean", "subject_mae_sd"] + [f"cs_{i}" for i in range(11)]
+    assert list(s.columns[:len(cols)]) == cols
+    bands = [c for c in s.columns if re.fullmatch(r"mae_\d\d_\d\d", c)]
+    assert bands and all(f"n_{b[4:]}" in s.columns for b in bands)
+    c = t["comparison"]
+    assert len(c) == 1 and c.loc[0, "loss"] == "mean_variance" and c.loc[0, "reference"] == "softmax"
+    for col in ("image_mean_diff", "image_wilcoxon_p", "subject_mean_diff", "subject_wilcoxon_p",
+                "subject_ci_low", "subject_ci_high", "subjects_improved", "subjects_worse", "subjects_tied"):
+        assert col in c.columns
+    for name, df in t.items():
+        num = df.select_dtypes("number")
+        if name == "history":  # softmax has no mean/variance terms: NaN there by design
+            num = num[["epoch", "train_loss", "val_mae"]]
+        assert all(math.isfinite(v) for v in num.to_numpy().ravel()), name
+    assert len(t["predictions"]) == t["folds"]["n_test"].sum()
+    assert {"loss", "subject", "epoch", "val_mae"} <= set(t["history"].columns)
+
+    for p in ("subject_mae_paired", "cs_curves", "predicted_vs_true", "mae_by_age_band", "training_curves"):
+        png = res / "plots" / f"{p}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10000, p
+    for log in ("gather", "plots"):
+        assert (res / "logs" / f"{log}.log").is_file()
+
+    # Everything done: nothing left to do; the report builds.
+    rc, out = snakemake(tmp_path, "--configfile", DEMO, over, "-n")
+    assert rc == 0 and "Nothing to be done" in out, out
+    rc, out = snakemake(tmp_path, "--configfile", DEMO, over, "--report", tmp_path / "report.html")
+    assert rc == 0 and (tmp_path / "report.html").stat().st_size > 10000, out

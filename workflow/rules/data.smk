@@ -1,0 +1,121 @@
+# The data: FG-NET from a folder (or downloaded once), or the demo's synthetic set; verified file
+# by file against the project's SHA-256 list, listed in a manifest, and decoded once into a cache
+# that every fold job memory-maps. ImageNet weights are fetched here too, by a local rule, so
+# compute nodes without internet never need it.
+
+if DATA_RULE == "download":
+
+    rule download:
+        localrule: True
+        output:
+            temp(DOWNLOAD_ZIP),
+        params:
+            url=config["data"]["url"],
+        conda:
+            "../envs/ageest.yaml"
+        log:
+            "results/logs/data/download.log",
+        script:
+            "../scripts/download.py"
+
+    rule unpack:
+        localrule: True
+        input:
+            DOWNLOAD_ZIP,
+        output:
+            directory(DOWNLOAD_ROOT),
+        conda:
+            "../envs/ageest.yaml"
+        log:
+            "results/logs/data/unpack.log",
+        script:
+            "../scripts/unpack.py"
+
+
+if DATA_RULE == "synth":
+
+    rule synth:
+        localrule: True
+        output:
+            directory(DATA_ROOT),
+        params:
+            seed=config["data"]["synth_seed"],
+            subjects=config["data"]["synth_subjects"],
+        conda:
+            "../envs/ageest.yaml"
+        log:
+            "results/logs/data/synth.log",
+        shell:
+            "ageest synth {output:q} --seed {params.seed} --subjects {params.subjects} > {log} 2>&1"
+
+
+if SUMS:
+
+    rule verify_checksums:
+        localrule: True
+        input:
+            data=data_input(),
+            sums=SUMS,
+        output:
+            "results/data/checksums.ok",
+        params:
+            images=IMAGES,
+        conda:
+            "../envs/ageest.yaml"
+        log:
+            "results/logs/data/verify_checksums.log",
+        script:
+            "../scripts/verify_checksums.py"
+
+
+rule manifest:
+    localrule: True
+    input:
+        data=data_input(),
+        verified="results/data/checksums.ok" if SUMS else [],
+    output:
+        MANIFEST,
+    params:
+        images=IMAGES,
+    conda:
+        "../envs/ageest.yaml"
+    log:
+        "results/logs/data/manifest.log",
+    shell:
+        "ageest manifest --images {params.images:q} --out {output:q} > {log} 2>&1"
+
+
+rule weights:
+    localrule: True
+    output:
+        f"{TORCH_HOME}/{{arch}}-imagenet.ok",
+    params:
+        torch_home=lambda wc, output: os.path.dirname(output[0]),
+    conda:
+        "../envs/ageest.yaml"
+    log:
+        "results/logs/data/weights_{arch}.log",
+    script:
+        "../scripts/fetch_weights.py"
+
+
+rule prepare:
+    input:
+        manifest=MANIFEST,
+        config=TRAINING_YAML,
+    output:
+        cache=CACHE,
+        meta=f"{CACHE}.json",
+    params:
+        images=IMAGES,
+    threads: train_threads()
+    resources:
+        mem_mb=config["resources"]["prepare_mem_mb"],
+        runtime=config["resources"]["prepare_runtime"],
+    conda:
+        "../envs/ageest.yaml"
+    log:
+        "results/logs/data/prepare.log",
+    shell:
+        "ageest prepare --images {params.images:q} --out {output.cache:q} --config {input.config:q} "
+        "> {log} 2>&1"

@@ -1,0 +1,50 @@
+# One job per (loss, left-out subject): results/folds/{loss}/{subject}/metrics.json, subject as
+# 3 digits. Naming one fold's metrics.json as the target runs exactly that training job (plus the
+# data steps it needs, if not done yet).
+
+
+rule training_config:
+    localrule: True
+    output:
+        TRAINING_YAML,
+    params:
+        training=training_config(),
+    conda:
+        "../envs/ageest.yaml"
+    log:
+        "results/logs/training_config.log",
+    script:
+        "../scripts/write_yaml.py"
+
+
+rule train:
+    input:
+        manifest=MANIFEST,
+        cache=CACHE,
+        cache_meta=f"{CACHE}.json",
+        config=TRAINING_YAML,
+        weights=weights_input(),
+    output:
+        metrics=fold_file("metrics.json"),
+        predictions=fold_file("predictions.tsv"),
+        history=fold_file("history.tsv"),
+        model=[fold_file("model.pt")] if config["keep_models"] else [],
+    params:
+        images=IMAGES,
+        outdir=lambda wc, output: os.path.dirname(output.metrics),
+        subject=lambda wc: int(wc.subject),
+        # torch hub cache the weights rule filled (relative: jobs run in the working directory)
+        torch_home=lambda wc, input: os.path.dirname(input.weights) if input.weights else TORCH_HOME,
+    threads: train_threads()
+    resources:
+        **train_resources(),
+    conda:
+        "../envs/ageest.yaml"
+    log:
+        "results/logs/train/{loss}/{subject}.log",
+    benchmark:
+        "results/benchmarks/train/{loss}/{subject}.tsv"
+    shell:
+        "TORCH_HOME={params.torch_home:q} ageest train --images {params.images:q} "
+        "--leave-subject {params.subject} --loss {wildcards.loss} --out {params.outdir:q} "
+        "--config {input.config:q} --cache {input.cache:q} --set threads={threads} > {log} 2>&1"
