@@ -16,13 +16,12 @@ from typing import Any
 import pandas as pd
 
 from . import stats
+from .config import OPERATIONAL_KEYS
 from .errors import AgeestError
 from .io import atomic_path
 
 THETAS = range(11)
 BAND_WIDTH = 10
-# Where a fold ran, not what it computed: may differ between folds of one study.
-PLACEMENT_KEYS = ("device", "threads")
 PREDICTION_COLUMNS = ("predicted_age", "predicted_age_rounded")
 
 
@@ -72,7 +71,7 @@ def load_fold(path: str | Path) -> Fold:
 
 
 def _comparable_config(cfg: dict[str, Any]) -> str:
-    return json.dumps({k: v for k, v in cfg.items() if k not in PLACEMENT_KEYS}, sort_keys=True)
+    return json.dumps({k: v for k, v in cfg.items() if k not in OPERATIONAL_KEYS}, sort_keys=True)
 
 
 def _name_outliers(folds: list[Fold], key_of, what: str) -> None:
@@ -90,7 +89,7 @@ def _name_outliers(folds: list[Fold], key_of, what: str) -> None:
 
 
 def _config_difference(folds: list[Fold]) -> str:
-    cfgs = [{k: v for k, v in f.metrics["config"].items() if k not in PLACEMENT_KEYS} for f in folds]
+    cfgs = [{k: v for k, v in f.metrics["config"].items() if k not in OPERATIONAL_KEYS} for f in folds]
     keys = sorted({k for c in cfgs for k in c if any(c.get(k) != d.get(k) for d in cfgs)})
     return ", ".join(keys)
 
