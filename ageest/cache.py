@@ -133,7 +133,8 @@ def open_cache(path: str | Path, records: Sequence[Record], config: Config, poin
                     np.save(f, arr)
             # The array first, the metadata last: no metadata means no (or an unfinished) cache.
             write_json_atomic(path.with_name(path.name + ".json"),
-                              {**want, "fallback": [r.name for r, b in zip(records, fell_back) if b]})
+                              {**want, "fallback": [r.name for r, b in zip(records, fell_back) if b],
+                               "built_by_pid": os.getpid()})
             meta = read_meta(path)
         have_key = {k: meta.get(k) for k in want_key}
         if have_key != want_key:

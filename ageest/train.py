@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__
+from . import __version__, code_version
 from .cache import default_cache_path, default_points_dir, open_cache
 from .config import Config, load_config
 from .data import PlainSource, TensorSource
@@ -153,7 +153,7 @@ def run_fold(images: str | Path, subject: int, loss: str, out: str | Path, confi
         "train_seconds": sum(r["seconds"] for r in st["history"]), "device": str(device),
         "bf16": uses_bf16(device, config.precision), "unaligned_fallback": fallback,
         "config": config.to_dict(), "data_fingerprint": fingerprint, "images": str(images),
-        "ageest_version": __version__, "torch_version": torch.__version__,
+        "ageest_version": __version__, "code_version": code_version(), "torch_version": torch.__version__,
     }
     write_text_atomic(out / "predictions.tsv", _predictions_tsv(test_records, tm))
     write_text_atomic(out / "history.tsv", _history_tsv(st["history"]))
