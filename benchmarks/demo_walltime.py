@@ -45,6 +45,7 @@ def main() -> None:
     ap.add_argument("--cores", type=int, default=4)
     ap.add_argument("--subset", type=int, default=3, help="subjects in the side-by-side subset")
     ap.add_argument("--subset-only", action="store_true")
+    ap.add_argument("--keep", default=None, help="keep the whole demo's folder here (results/, resources/)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="ageest-demo-bench-"))
     subset = merged(tmp, "subset.yaml", f"subjects: {list(range(1, args.subset + 1))}\n")
@@ -59,6 +60,8 @@ def main() -> None:
         full = snakemake(tmp / "full", args.cores, [])
         n = len(list((tmp / "full" / "results" / "folds").glob("*/*/metrics.json")))
         print(f"whole demo ({n} folds): {full:.0f} s = {full / 60:.1f} min", flush=True)
+        if args.keep:
+            shutil.move(str(tmp / "full"), args.keep)
     shutil.rmtree(tmp, ignore_errors=True)
 
 

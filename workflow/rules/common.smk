@@ -100,8 +100,14 @@ def train_resources():
 
 
 def train_threads():
+    """Cores a training job reserves from Snakemake's --cores."""
+    return int(config["resources"]["train_threads"])
+
+
+def torch_threads(wildcards, threads):
+    """Threads torch uses inside a job: training.threads, else all the cores the job reserved."""
     t = int(config["training"].get("threads", 0) or 0)
-    return t if t > 0 else int(config["resources"]["train_threads"])
+    return t if t > 0 else threads
 
 
 # ---------------------------------------------------------------------------------------------

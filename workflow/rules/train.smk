@@ -35,6 +35,7 @@ rule train:
         # Resumable state lives outside the outputs: Snakemake deletes a failed job's outputs, and a
         # retried (preempted) fold must find its state to resume.
         state=lambda wc: f"results/state/{wc.loss}/{wc.subject}",
+        torch_threads=torch_threads,
         subject=lambda wc: int(wc.subject),
         # torch hub cache the weights rule filled (relative: jobs run in the working directory)
         torch_home=lambda wc, input: os.path.dirname(input.weights) if input.weights else TORCH_HOME,
@@ -51,4 +52,4 @@ rule train:
         "TORCH_HOME={params.torch_home:q} ageest train --images {params.images:q} "
         "--leave-subject {params.subject} --loss {wildcards.loss} --out {params.outdir:q} "
         "--config {input.config:q} --cache {input.cache:q} --state-dir {params.state:q} "
-        "--set threads={threads} > {log} 2>&1"
+        "--set threads={params.torch_threads} > {log} 2>&1"
