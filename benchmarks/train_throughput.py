@@ -71,10 +71,11 @@ def main() -> None:
         seed = PlainSource(recs, c, device, default_points_dir(args.images) if c.align != "none" else None,
                            workers=args.workers)
         base = measure(seed, c, device, autocast_for(device, "fp32"), False, args.steps)
+        cache = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"bench-cache-{size}.npy")
+        reused = os.path.exists(cache + ".json")
         t0 = time.perf_counter()
-        arr, _ = open_cache(os.path.join(os.environ.get("TMPDIR", "/tmp"), f"bench-cache-{size}.npy"),
-                            records, c, None)
-        built = time.perf_counter() - t0
+        arr, _ = open_cache(cache, records, c, None)
+        built = "reused" if reused else f"built in {time.perf_counter() - t0:.1f} s"
         fast_src = TensorSource(arr[:n], [r.age for r in recs], c, device, channels_last=True)
         fast = measure(fast_src, c, device, autocast_for(device, c.precision), True, args.steps)
         print(f"{size:>5} {base:>17.1f} {fast:>11.1f} {fast / base:>5.2f}x  (cache of {len(records)} images: "
