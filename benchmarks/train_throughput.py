@@ -78,8 +78,8 @@ def main() -> None:
         built = "reused" if reused else f"built in {time.perf_counter() - t0:.1f} s"
         fast_src = TensorSource(arr[:n], [r.age for r in recs], c, device, channels_last=True)
         fast = measure(fast_src, c, device, autocast_for(device, c.precision), True, args.steps)
-        print(f"{size:>5} {base:>17.1f} {fast:>11.1f} {fast / base:>5.2f}x  (cache of {len(records)} images: "
-              f"{built:.1f} s, once per study)", flush=True)
+        print(f"{size:>5} {base:>17.1f} {fast:>11.1f} {fast / base:>5.2f}x  (cache of {len(records)} images "
+              f"{built}, once per study)", flush=True)
 
 
 if __name__ == "__main__":
