@@ -9,7 +9,7 @@ import sys
 from . import __version__
 from .errors import AgeestError
 
-# Each module has add_arguments(parser) and run(args) -> int; its docstring's first line is the help.
+# Each module has add_arguments(parser) and run(args) -> int.
 COMMANDS = {
     "synth": "ageest.synth",
     "manifest": "ageest.fgnet",
@@ -21,6 +21,7 @@ COMMANDS = {
     "plots": "ageest.plots",
 }
 
+# Help lines live here, not in the modules: `ageest --help` must not import torch for every command.
 _HELP = {
     "synth": "write the synthetic FG-NET-layout data set",
     "manifest": "check a data set and write its manifest (image, subject, age)",

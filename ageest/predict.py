@@ -44,24 +44,22 @@ def load_model(path: str | Path, device: torch.device):
     return model.to(device).eval(), config
 
 
-def face_views(rgb: np.ndarray, size: int, align: str, detect: bool) -> list[tuple[tuple, np.ndarray]]:
-    """(box, S x S crop) per face, prepared exactly as training prepared its images."""
-    h, w = rgb.shape[:2]
-    if not detect:  # an aligned crop already, or a model trained on whole photos
+def face_views(rgb: np.ndarray, size: int, detect: bool) -> list[tuple[tuple, np.ndarray]]:
+    """(box, S x S view) per face, prepared exactly as training prepared its images: detected and
+    aligned faces, or, without detection, the whole photo (an aligned crop already, or a model
+    trained on whole, unaligned photos)."""
+    if not detect:
+        h, w = rgb.shape[:2]
         return [((0, 0, w, h), square_resize(rgb, size))]
     from .align import align_face
     from .detect import detect_faces
 
-    faces = detect_faces(rgb)
-    if align == "landmarks":
-        return [(tuple(int(v) for v in f.box), align_face(rgb, f.keypoints, size)) for f in faces]
-    # A model trained on unaligned photos saw whole photos: score the whole photo once per face box.
-    return [(tuple(int(v) for v in f.box), square_resize(rgb, size)) for f in faces]
+    return [(tuple(int(v) for v in f.box), align_face(rgb, f.keypoints, size)) for f in detect_faces(rgb)]
 
 
 @torch.no_grad()
 def predict_image(model, config, rgb: np.ndarray, device: torch.device, detect: bool = True) -> list[Estimate]:
-    views = face_views(rgb, config.resize_size, config.align, detect)
+    views = face_views(rgb, config.resize_size, detect)
     if not views:
         return []
     x = torch.from_numpy(np.stack([v for _, v in views])).to(device)
