@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -59,3 +61,62 @@ def split_fold(records: Sequence[Record], subject: int, seed: int = 0, val_rate:
     if not train or not val_idx:
         raise DataError(f"fold {subject}: too few images to split ({len(rest)} outside the test subject)")
     return Split(tuple(train), tuple(val_idx), tuple(test))
+
+
+ROLES = ("train", "val", "test")
+
+
+def split_table(records: Sequence[Record], split: Split) -> str:
+    """The split as TSV (image, subject, age, role): a per-fold file the workflow tracks."""
+    role = {i: name for name, idx in zip(ROLES, (split.train, split.val, split.test)) for i in idx}
+    lines = ["image\tsubject\tage\trole"]
+    lines += [f"{records[i].name}\t{records[i].subject}\t{records[i].age}\t{role[i]}"
+              for i in sorted(role, key=lambda i: records[i].name)]
+    return "\n".join(lines) + "\n"
+
+
+def read_split(path: str | Path, records: Sequence[Record], subject: int) -> Split:
+    """A split file back into indices, refusing any file that is not a LOPO split of `subject`."""
+    path = Path(path)
+    try:
+        rows = [line.split("\t") for line in path.read_text().splitlines()[1:] if line.strip()]
+    except OSError as e:
+        raise DataError(f"split file {path}: {e.strerror or e}") from None
+    index = {r.name: i for i, r in enumerate(records)}
+    by_role: dict[str, list[int]] = {role: [] for role in ROLES}
+    for n, row in enumerate(rows, 2):
+        if len(row) != 4 or row[3] not in by_role or row[0] not in index:
+            raise DataError(f"split file {path}, line {n}: expected image, subject, age, role "
+                            f"(train/val/test) of an image in the data")
+        by_role[row[3]].append(index[row[0]])
+    listed = [i for idx in by_role.values() for i in idx]
+    if len(listed) != len(set(listed)) or len(listed) != len(records):
+        raise DataError(f"split file {path} does not list every image of the data exactly once")
+    if {i for i in by_role["test"]} != {i for i, r in enumerate(records) if r.subject == subject}:
+        raise DataError(f"split file {path}: the test images are not exactly those of subject {subject}")
+    if not by_role["train"] or not by_role["val"]:
+        raise DataError(f"split file {path}: no training or no validation images")
+    return Split(*(tuple(sorted(by_role[r], key=lambda i: records[i].name)) for r in ROLES))
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--images", required=True, help="FG-NET-layout image folder")
+    p.add_argument("--leave-subject", type=int, required=True, metavar="N")
+    p.add_argument("--out", required=True, help="split TSV to write (image, subject, age, role)")
+    p.add_argument("--config", default=None, help="training config YAML (seed, val_rate, val_split)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write one fold's split (train / val / test per image)."""
+    from .config import load_config
+    from .fgnet import scan_images
+    from .io import write_text_atomic
+
+    config = load_config(args.config, args.overrides)
+    records = scan_images(args.images)
+    split = split_fold(records, args.leave_subject, config.seed, config.val_rate, config.val_split)
+    write_text_atomic(args.out, split_table(records, split))
+    print(f"fold {args.leave_subject:03d}: {len(split.train)} train, {len(split.val)} val, "
+          f"{len(split.test)} test -> {args.out}")
+    return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import math
 import signal
 import time
@@ -22,7 +23,7 @@ from .fgnet import data_fingerprint, scan_images
 from .io import check_writable, save_torch_atomic, write_json_atomic, write_text_atomic
 from .losses import get_loss
 from .model import build_model, head_parameters
-from .splits import split_fold
+from .splits import read_split, split_fold, split_table
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_ce", "train_mean", "train_var", "val_loss", "val_mae",
                    "lr", "seconds", "images_per_second", "val_seconds")
@@ -35,11 +36,13 @@ class Interrupted(AgeestError):
 
 def run_fold(images: str | Path, subject: int, loss: str, out: str | Path, config: Config, *,
              cache: str | Path | None = None, points: str | Path | None = None,
-             state_dir: str | Path | None = None, log=print) -> dict:
+             state_dir: str | Path | None = None, split_file: str | Path | None = None,
+             log=print) -> dict:
     """Train the fold that leaves `subject` out with loss `loss`; write its outputs into `out`.
 
     Writes predictions.tsv, history.tsv, model.pt (if config.save_model) and, last, metrics.json,
     each atomically. Resumable state goes to `state_dir` (default: `out`) after every epoch.
+    `split_file` (from `ageest split`) fixes the split instead of drawing it from the seed.
     Returns the metrics dict.
     """
     t_start = time.perf_counter()
@@ -49,9 +52,11 @@ def run_fold(images: str | Path, subject: int, loss: str, out: str | Path, confi
     state_path = check_writable(state_dir or out) / STATE_FILE
     records = scan_images(images)
     fingerprint = data_fingerprint(records)
-    split = split_fold(records, subject, config.seed, config.val_rate, config.val_split)
+    split = (read_split(split_file, records, subject) if split_file
+             else split_fold(records, subject, config.seed, config.val_rate, config.val_split))
+    split_digest = hashlib.sha256(split_table(records, split).encode()).hexdigest()[:16]
     identity = {"subject": subject, "loss": loss, "data_fingerprint": fingerprint,
-                "config": config.result_keys()}
+                "config": config.result_keys(), "split": split_digest}
 
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -152,7 +157,8 @@ def run_fold(images: str | Path, subject: int, loss: str, out: str | Path, confi
         "test_loss": tm["loss"], "seconds": time.perf_counter() - t_start,
         "train_seconds": sum(r["seconds"] for r in st["history"]), "device": str(device),
         "bf16": uses_bf16(device, config.precision), "unaligned_fallback": fallback,
-        "config": config.to_dict(), "data_fingerprint": fingerprint, "images": str(images),
+        "config": config.to_dict(), "data_fingerprint": fingerprint, "split_digest": split_digest,
+        "images": str(images),
         "ageest_version": __version__, "code_version": code_version(), "torch_version": torch.__version__,
     }
     write_text_atomic(out / "predictions.tsv", _predictions_tsv(test_records, tm))
@@ -259,6 +265,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache", default=None, help="preprocessing cache from `ageest prepare`")
     p.add_argument("--points", default=None, help="landmark folder (default: images/../points)")
     p.add_argument("--state-dir", default=None, help="where resumable state lives (default: --out)")
+    p.add_argument("--split", default=None, help="split file from `ageest split` (default: drawn from the seed)")
     p.add_argument("--overwrite", action="store_true", help="replace a finished fold in --out")
 
 
@@ -269,7 +276,8 @@ def run(args: argparse.Namespace) -> int:
         raise AgeestError(f"{Path(args.out) / 'metrics.json'} exists: this fold is finished "
                           f"(use --overwrite or another --out)")
     run_fold(args.images, args.leave_subject, args.loss, args.out, config, cache=args.cache,
-             points=args.points, state_dir=args.state_dir, log=lambda m: print(m, flush=True))
+             points=args.points, state_dir=args.state_dir, split_file=args.split,
+             log=lambda m: print(m, flush=True))
     return 0
 
 

@@ -134,3 +134,16 @@ def test_divergence_is_named(synth_small, tmp_path):
         run_fold(synth_small, 2, "mean_variance", tmp_path / "d", _cfg(lr=1e30, freeze_epochs=0),
                  log=lambda *_: None)
     assert not (tmp_path / "d" / "metrics.json").exists()
+
+
+def test_fold_follows_a_split_file(synth_small, tmp_path):
+    from ageest.fgnet import scan_images
+    from ageest.splits import split_fold, split_table
+
+    records = scan_images(synth_small)
+    sp = split_fold(records, 5, seed=7)  # not the config's seed: the file decides
+    f = tmp_path / "split.tsv"
+    f.write_text(split_table(records, sp))
+    m = run_fold(synth_small, 5, "softmax", tmp_path / "o", _cfg(epochs=1, freeze_epochs=0), split_file=f,
+                 log=lambda *_: None)
+    assert (m["n_train"], m["n_val"], m["n_test"]) == (len(sp.train), len(sp.val), len(sp.test))

@@ -17,6 +17,7 @@ DOWNLOAD_ROOT = "resources/FGNET"
 TORCH_HOME = "resources/torch"
 TRAINING_YAML = "results/config/training.yaml"
 MANIFEST = "results/data/manifest.tsv"
+SPLIT_FILE = "results/splits/{subject}.tsv"
 CACHE = "results/data/cache.npy"  # + cache.npy.json (metadata) beside it
 FOLD_DIR = "results/folds/{loss}/{subject}"
 TABLES = ["folds", "summary", "comparison", "predictions", "history"]

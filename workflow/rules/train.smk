@@ -17,8 +17,30 @@ rule training_config:
         "../scripts/write_yaml.py"
 
 
+rule split:
+    # One small file per subject: the fold's own input. Touching it reruns that subject's folds
+    # and the gather, nothing else; it also records who validated each fold.
+    localrule: True
+    input:
+        manifest=MANIFEST,
+        config=TRAINING_YAML,
+    output:
+        SPLIT_FILE,
+    params:
+        images=IMAGES,
+        subject=lambda wc: int(wc.subject),
+    conda:
+        "../envs/ageest.yaml"
+    log:
+        "results/logs/split/{subject}.log",
+    shell:
+        "ageest split --images {params.images:q} --leave-subject {params.subject} --out {output:q} "
+        "--config {input.config:q} > {log} 2>&1"
+
+
 rule train:
     input:
+        split=SPLIT_FILE,
         manifest=MANIFEST,
         cache=CACHE,
         cache_meta=f"{CACHE}.json",
@@ -51,5 +73,6 @@ rule train:
     shell:
         "TORCH_HOME={params.torch_home:q} ageest train --images {params.images:q} "
         "--leave-subject {params.subject} --loss {wildcards.loss} --out {params.outdir:q} "
-        "--config {input.config:q} --cache {input.cache:q} --state-dir {params.state:q} "
+        "--config {input.config:q} --cache {input.cache:q} --split {input.split:q} "
+        "--state-dir {params.state:q} "
         "--set threads={params.torch_threads} > {log} 2>&1"
