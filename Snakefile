@@ -1,7 +1,7 @@
 # ageest: leave-one-person-out (LOPO) evaluation of ResNet age estimation on FG-NET,
 # mean-variance loss vs softmax cross-entropy. See workflow/README.md.
 #
-#   snakemake --cores 4 --resources gpu=1 --configfile config/demo.yaml   # synthetic demo, ~8 min on 2 cores
+#   snakemake --cores 4 --resources gpu=1 --configfile config/demo.yaml   # synthetic demo, ~9 min on 2 cores
 #   snakemake --profile profiles/local                      # the real study, one GPU
 #   snakemake --profile profiles/slurm                      # the real study on a SLURM cluster
 
