@@ -19,7 +19,7 @@ from typing import Iterator, Sequence
 import cv2
 import numpy as np
 
-from .config import Config, load_config
+from .config import Config, add_config_arguments, load_config
 from .errors import DataError
 from .fgnet import Record, data_fingerprint, load_rgb, scan_images
 from .io import atomic_path, write_json_atomic
@@ -157,8 +157,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", required=True, help="FG-NET-layout image folder")
     p.add_argument("--points", default=None, help="landmark folder (default: images/../points)")
     p.add_argument("--out", required=True, help="cache file to write (.npy; metadata goes to OUT.json)")
-    p.add_argument("--config", default=None, help="training config YAML (image_size, align matter here)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    add_config_arguments(p, "training config YAML (image_size, align matter here)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -211,8 +211,16 @@ def config_hash(config: Config) -> str:
     return hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
 
+def add_config_arguments(p, what: str = "training config YAML") -> None:
+    """`--config FILE` and repeatable `--set key=value`, as every command that reads a config takes them."""
+    p.add_argument("--config", default=None, help=what)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key, e.g. --set epochs=5 (repeatable)")
+
+
 def field_names() -> list[str]:
     return list(_FIELDS)
 
 
-__all__ = ["Config", "OPERATIONAL_KEYS", "from_dict", "load_config", "parse_override", "config_hash", "field_names"]
+__all__ = ["Config", "OPERATIONAL_KEYS", "add_config_arguments", "from_dict", "load_config", "parse_override",
+           "config_hash", "field_names"]

@@ -9,6 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .config import add_config_arguments
 from .errors import DataError
 from .fgnet import Record
 
@@ -103,8 +104,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", required=True, help="FG-NET-layout image folder")
     p.add_argument("--leave-subject", type=int, required=True, metavar="N")
     p.add_argument("--out", required=True, help="split TSV to write (image, subject, age, role)")
-    p.add_argument("--config", default=None, help="training config YAML (seed, val_rate, val_split)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    add_config_arguments(p, "training config YAML (seed, val_rate, val_split)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ import torch
 
 from . import __version__, code_version
 from .cache import default_cache_path, default_points_dir, open_cache
-from .config import Config, load_config
+from .config import Config, add_config_arguments, load_config
 from .data import PlainSource, TensorSource
 from .devices import resolve_device
 from .engine import EpochState, autocast_for, evaluate, train_one_epoch, uses_bf16
@@ -259,9 +259,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--leave-subject", type=int, required=True, metavar="N", help="subject left out (test)")
     p.add_argument("--loss", required=True, help="loss name (mean_variance, softmax)")
     p.add_argument("--out", required=True, help="output folder of the fold")
-    p.add_argument("--config", default=None, help="training config YAML")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one config key, e.g. --set epochs=5 (repeatable)")
+    add_config_arguments(p, "training config YAML")
     p.add_argument("--cache", default=None, help="preprocessing cache from `ageest prepare`")
     p.add_argument("--points", default=None, help="landmark folder (default: images/../points)")
     p.add_argument("--state-dir", default=None, help="where resumable state lives (default: --out)")
