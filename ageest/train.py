@@ -67,7 +67,8 @@ def run_fold(images: str | Path, subject: int, loss: str, out: str | Path, confi
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
     points_dir = Path(points) if points else default_points_dir(images)
-    sources, fallback = _make_sources(records, split, config, device, cache, points_dir)
+    channels_last = config.channels_last and device.type != "mps"
+    sources, fallback = _make_sources(records, split, config, device, cache, points_dir, channels_last)
     train_src, val_src, test_src = sources
     log(f"fold subject={subject:03d} loss={loss}: {len(split.train)} train, {len(split.val)} val, "
         f"{len(split.test)} test images on {device}")
@@ -76,7 +77,6 @@ def run_fold(images: str | Path, subject: int, loss: str, out: str | Path, confi
     _check_ages([records[i].age for i in split.train + split.val + split.test], config)
     loss_kwargs = {"lambda1": config.lambda1, "lambda2": config.lambda2} if loss == "mean_variance" else {}
     model = build_model(config.arch, config.num_classes, config.pretrained).to(device)
-    channels_last = config.channels_last and device.type != "mps"
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     # Fused Adam: one kernel for all parameters (CPU too: 2x faster steps than the foreach default).
@@ -96,6 +96,11 @@ def run_fold(images: str | Path, subject: int, loss: str, out: str | Path, confi
     previous = {s: signal.signal(s, lambda signum, _f: stop.update(signal=signum))
                 for s in (signal.SIGTERM, signal.SIGINT)}
     last_save = time.monotonic()
+
+    def interrupted(where: str) -> Interrupted:
+        return Interrupted(f"fold {subject:03d} {loss}: stopped by signal {stop['signal']} {where}; "
+                           f"state saved to {state_path}, rerun to resume")
+
     try:
         for epoch in range(st["epoch"], config.epochs):
             frozen = epoch < config.freeze_epochs
@@ -109,8 +114,7 @@ def run_fold(images: str | Path, subject: int, loss: str, out: str | Path, confi
             if not finished:
                 st.update(epoch=epoch, epoch_state=es.to_dict())
                 _save_state(state_path, identity, st, model, optimizer, scheduler)
-                raise Interrupted(f"fold {subject:03d} {loss}: stopped by signal {stop['signal']} in epoch "
-                                  f"{epoch + 1}; state saved to {state_path}, rerun to resume")
+                raise interrupted(f"in epoch {epoch + 1}")
             lr = optimizer.param_groups[0]["lr"]
             scheduler.step()
             t_val = time.perf_counter()
@@ -138,8 +142,7 @@ def run_fold(images: str | Path, subject: int, loss: str, out: str | Path, confi
                 _save_state(state_path, identity, st, model, optimizer, scheduler)
                 last_save = time.monotonic()
             if stop["signal"] is not None and not done:
-                raise Interrupted(f"fold {subject:03d} {loss}: stopped by signal {stop['signal']} after epoch "
-                                  f"{epoch + 1}; state saved to {state_path}, rerun to resume")
+                raise interrupted(f"after epoch {epoch + 1}")
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
@@ -173,7 +176,7 @@ def run_fold(images: str | Path, subject: int, loss: str, out: str | Path, confi
     return metrics
 
 
-def _make_sources(records, split, config: Config, device, cache, points_dir):
+def _make_sources(records, split, config: Config, device, cache, points_dir, channels_last: bool):
     if config.pipeline == "plain":
         return [PlainSource([records[i] for i in idx], config, device, points_dir)
                 for idx in (split.train, split.val, split.test)], 0
@@ -181,8 +184,7 @@ def _make_sources(records, split, config: Config, device, cache, points_dir):
     fell = set(meta.get("fallback", []))
     used = split.train + split.val + split.test
     fallback = sum(records[i].name in fell for i in used)
-    return [TensorSource(arr[list(idx)], [records[i].age for i in idx], config, device,
-                         config.channels_last and device.type != "mps")
+    return [TensorSource(arr[list(idx)], [records[i].age for i in idx], config, device, channels_last)
             for idx in (split.train, split.val, split.test)], fallback
 
 
