@@ -171,8 +171,9 @@ def data_subjects():
 
             return subjects_of(scan_images(IMAGES))
         if DATA_RULE == "download" and SUMS:
-            return _subjects_from_names(line.split()[-1].lstrip("*")
-                                        for line in Path(SUMS).read_text().splitlines() if line.strip())
+            from ageest.checksums import read_sums
+
+            return _subjects_from_names(read_sums(SUMS))
         if DATA_RULE == "synth":
             return synth_subjects()
     except AgeestError as e:
