@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import math
 import signal
 import time
@@ -12,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__, code_version
+from . import __version__
 from .cache import default_cache_path, default_points_dir, open_cache
 from .config import Config, add_config_arguments, load_config
 from .data import PlainSource, TensorSource
@@ -23,7 +22,7 @@ from .fgnet import data_fingerprint, scan_images
 from .io import check_writable, save_torch_atomic, write_json_atomic, write_text_atomic
 from .losses import get_loss
 from .model import build_model, head_parameters
-from .splits import read_split, split_fold, split_table
+from .folds import fold_split, predictions_tsv, provenance
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_ce", "train_mean", "train_var", "val_loss", "val_mae",
                    "lr", "seconds", "images_per_second", "val_seconds")
@@ -52,9 +51,7 @@ def run_fold(images: str | Path, subject: int, loss: str, out: str | Path, confi
     state_path = check_writable(state_dir or out) / STATE_FILE
     records = scan_images(images)
     fingerprint = data_fingerprint(records)
-    split = (read_split(split_file, records, subject) if split_file
-             else split_fold(records, subject, config.seed, config.val_rate, config.val_split))
-    split_digest = hashlib.sha256(split_table(records, split).encode()).hexdigest()[:16]
+    split, split_digest = fold_split(records, subject, config, split_file)
     identity = {"subject": subject, "loss": loss, "data_fingerprint": fingerprint,
                 "config": config.result_keys(), "split": split_digest}
 
@@ -160,11 +157,10 @@ def run_fold(images: str | Path, subject: int, loss: str, out: str | Path, confi
         "test_loss": tm["loss"], "seconds": time.perf_counter() - t_start,
         "train_seconds": sum(r["seconds"] for r in st["history"]), "device": str(device),
         "bf16": uses_bf16(device, config.precision), "unaligned_fallback": fallback,
-        "config": config.to_dict(), "data_fingerprint": fingerprint, "split_digest": split_digest,
-        "images": str(images),
-        "ageest_version": __version__, "code_version": code_version(), "torch_version": torch.__version__,
+        **provenance(config, fingerprint, split_digest, images), "torch_version": torch.__version__,
     }
-    write_text_atomic(out / "predictions.tsv", _predictions_tsv(test_records, tm))
+    write_text_atomic(out / "predictions.tsv", predictions_tsv(test_records, tm["predicted_age"],
+                                                               tm["predicted_std"]))
     write_text_atomic(out / "history.tsv", _history_tsv(st["history"]))
     if config.save_model:
         save_model(out / "model.pt", model, config, metrics)
@@ -240,13 +236,6 @@ def save_model(path: Path, model, config: Config, metrics: dict) -> None:
                              "config": config.to_dict(), "min_age": config.min_age,
                              "max_age": config.max_age, "subject": metrics["subject"],
                              "loss": metrics["loss"], "ageest_version": __version__})
-
-
-def _predictions_tsv(records, tm: dict) -> str:
-    lines = ["image\tsubject\tage\tpredicted_age\tpredicted_std\tpredicted_age_rounded"]
-    for r, m, s in zip(records, tm["predicted_age"], tm["predicted_std"]):
-        lines.append(f"{r.name}\t{r.subject}\t{r.age}\t{m:.4f}\t{s:.4f}\t{int(np.rint(m))}")
-    return "\n".join(lines) + "\n"
 
 
 def _history_tsv(rows: list[dict]) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -26,14 +27,14 @@ def main() -> None:
     ap.add_argument("--subjects", type=int, nargs="+", required=True)
     ap.add_argument("--loss", default="mean_variance")
     ap.add_argument("--set", nargs="*", default=[], help="overrides for every variant")
-    ap.add_argument("--variant", action="append", required=True, help="NAME:key=value,key=value")
+    ap.add_argument("--variant", action="append", required=True, help="NAME:key=value,key=value (lists in brackets, e.g. lr_milestones=[10,15])")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="ageest-compare-"))
     rows = []
     for spec in args.variant:
         name, _, rest = spec.partition(":")
-        config = load_config(None, list(args.set) + [kv for kv in rest.split(",") if kv])
+        config = load_config(None, list(args.set) + [kv for kv in re.split(r",(?![^\[]*\])", rest) if kv])
         for s in args.subjects:
             t0 = time.perf_counter()
             m = run_fold(args.images, s, args.loss, root / name / f"{s:03d}", config, log=lambda *_: None)

@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SNAKEFILE = ROOT / "Snakefile"
 CONFIG = ROOT / "config" / "config.yaml"
 DEMO = ROOT / "config" / "demo.yaml"
+CPU = ROOT / "config" / "cpu.yaml"
 
 # Subject -> ages; irregular ids, to show the subject list comes from the data, not a constant.
 FAKE = {1: [2, 5, 11], 2: [3, 20], 5: [8, 9, 30], 17: [1, 43], 82: [4, 7]}
@@ -89,7 +90,7 @@ def n_fake_subjects():
 # --- lint ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("configfile", [CONFIG, DEMO], ids=["config", "demo"])
+@pytest.mark.parametrize("configfile", [CONFIG, DEMO, CPU], ids=["config", "demo", "cpu"])
 def test_lint_clean(tmp_path, configfile):
     rc, out = snakemake(tmp_path, "--lint", "--configfile", configfile)
     assert rc == 0, out
@@ -120,6 +121,17 @@ def test_default_config_without_data_downloads_and_plans_all_82(tmp_path):
     counts = job_counts(out)
     assert counts["download"] == 1 and counts["unpack"] == 1
     assert counts["train"] == 2 * 82
+
+
+def test_cpu_study_plans_164_training_and_164_baseline_folds(tmp_path):
+    rc, out = snakemake(tmp_path, "--configfile", CPU, "--dry-run")
+    assert rc == 0, out
+    counts = job_counts(out)
+    assert counts["train"] == 164 and counts["baseline"] == 2 and counts["gather"] == 1
+    for base in ("mean", "ridge"):  # one job per method, one fold folder per subject
+        folds = set(re.findall(rf"results/folds/{base}/(\d{{3}})/metrics\.json", out))
+        assert len(folds) == 82, base
+    assert "weights" not in counts  # from scratch: nothing to fetch
 
 
 def test_demo_plans_164_training_jobs(tmp_path):
@@ -234,23 +246,36 @@ def test_demo_real_run_three_subjects(tmp_path):
             assert (res / "logs" / "train" / loss / f"{s}.log").is_file()
             assert (res / "benchmarks" / "train" / loss / f"{s}.tsv").is_file()
     assert not (res / "folds" / "softmax" / "004").exists()
+    # The baselines ran on exactly each fold's split, and left a trained fold's files.
+    for base in ("mean", "ridge"):
+        for s in ("001", "002", "003"):
+            b = json.loads((res / "folds" / base / s / "metrics.json").read_text())
+            trained = json.loads((res / "folds" / "softmax" / s / "metrics.json").read_text())
+            assert b["loss"] == base and b["split_digest"] == trained["split_digest"]
+            assert (res / "folds" / base / s / "predictions.tsv").is_file()
+        assert (res / "logs" / "baseline" / f"{base}.log").is_file()
 
     t = {n: pd.read_csv(res / "tables" / f"{n}.tsv", sep="\t")
          for n in ("folds", "summary", "comparison", "predictions", "history")}
     assert list(t["folds"].columns) == ["loss", "subject", "n_test", "mae", "best_epoch", "val_mae", "seconds"]
-    assert len(t["folds"]) == 6
+    assert len(t["folds"]) == 12
     s = t["summary"]
-    assert sorted(s["loss"]) == ["mean_variance", "softmax"]
+    assert sorted(s["loss"]) == ["mean", "mean_variance", "ridge", "softmax"]
     cols = ["loss", "n_subjects", "images", "mae", "subject_mae_mean", "subject_mae_sd"] + [f"cs_{i}" for i in range(11)]
     assert list(s.columns[:len(cols)]) == cols
     bands = [c for c in s.columns if re.fullmatch(r"mae_\d\d_\d\d", c)]
     assert bands and all(f"n_{b[4:]}" in s.columns for b in bands)
     c = t["comparison"]
-    assert len(c) == 1 and c.loc[0, "loss"] == "mean_variance" and c.loc[0, "reference"] == "softmax"
+    assert list(c["loss"]) == ["mean_variance", "mean", "ridge"] and set(c["reference"]) == {"softmax"}
     for col in ("image_mean_diff", "image_wilcoxon_p", "subject_mean_diff", "subject_wilcoxon_p",
                 "subject_ci_low", "subject_ci_high", "subjects_improved", "subjects_worse", "subjects_tied"):
         assert col in c.columns
     for name, df in t.items():
+        if "loss" in df.columns and name in ("folds", "predictions"):
+            # Baselines have no epochs and no predicted spread: NaN there by design.
+            base = df["loss"].isin(["mean", "ridge"])
+            assert df.loc[base, ["best_epoch" if name == "folds" else "predicted_std"]].isna().all().all()
+            df = df.drop(columns=["best_epoch" if name == "folds" else "predicted_std"])
         num = df.select_dtypes("number")
         if name == "history":  # softmax has no mean/variance terms: NaN there by design
             num = num[["epoch", "train_loss", "val_mae"]]
@@ -274,8 +299,10 @@ def test_demo_real_run_three_subjects(tmp_path):
     split.write_text(split.read_text() + "\n")  # a trailing blank line: same split, new content
     rc, out = snakemake(tmp_path, "--configfile", DEMO, over, "-n")
     counts = job_counts(out)
-    assert rc == 0 and counts["train"] == 2 and counts["gather"] == 1, out
+    # The baselines rerun too: one job per method covers every subject, in seconds.
+    assert rc == 0 and counts["train"] == 2 and counts["baseline"] == 2 and counts["gather"] == 1, out
     assert not {"split", "prepare", "manifest"} & set(counts), counts
-    assert set(re.findall(r"output: results/folds/\w+/(\d{3})/metrics\.json", out)) == {"002"}, out
+    trained = re.findall(r"output: results/folds/(?:mean_variance|softmax)/(\d{3})/metrics\.json", out)
+    assert set(trained) == {"002"}, out
     rc, out = snakemake(tmp_path, "--configfile", DEMO, over, "--report", tmp_path / "report.html")
     assert rc == 0 and (tmp_path / "report.html").stat().st_size > 10000, out

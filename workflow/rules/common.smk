@@ -51,6 +51,9 @@ def _check_losses():
     for name in config["losses"]:
         if name not in LOSSES:
             config_error("losses", f"unknown loss '{name}' (known: {', '.join(sorted(LOSSES))})")
+    clash = sorted(set(config["losses"]) & set(config["baselines"]))
+    if clash:
+        config_error("losses", f"{', '.join(clash)} is also a baseline name; rename or drop it from baselines")
     if config["reference_loss"] not in config["losses"]:
         config_error("reference_loss", f"'{config['reference_loss']}' is not one of losses "
                      f"({', '.join(config['losses'])})")
@@ -216,8 +219,14 @@ def fold_file(name, loss="{loss}", subject="{subject}"):
     return f"{FOLD_DIR.format(loss=loss, subject=subject)}/{name}"
 
 
-def all_fold_files(name):
-    return [fold_file(name, loss, sid(s)) for loss in config["losses"] for s in SUBJECTS]
+def all_fold_files(name, methods=None):
+    """One path per (method, subject); methods default to the trained losses."""
+    return [fold_file(name, m, sid(s)) for m in (methods or config["losses"]) for s in SUBJECTS]
+
+
+def method_names():
+    """Every method the study tabulates: the losses, then the baselines."""
+    return list(config["losses"]) + list(config["baselines"])
 
 
 def data_input():
@@ -246,4 +255,5 @@ def plot_files():
 
 wildcard_constraints:
     loss="|".join(config["losses"]),
+    baseline="|".join(config["baselines"]) or "(?!)",
     subject="|".join(sid(s) for s in ALL_SUBJECTS),

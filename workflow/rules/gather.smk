@@ -4,8 +4,8 @@
 rule gather:
     localrule: True
     input:
-        metrics=all_fold_files("metrics.json"),
-        predictions=all_fold_files("predictions.tsv"),
+        metrics=all_fold_files("metrics.json", method_names()),
+        predictions=all_fold_files("predictions.tsv", method_names()),
         history=all_fold_files("history.tsv"),
     output:
         folds=report("results/tables/folds.tsv", caption="../report/folds.rst", category="Tables"),

@@ -76,3 +76,32 @@ rule train:
         "--config {input.config:q} --cache {input.cache:q} --split {input.split:q} "
         "--state-dir {params.state:q} "
         "--set threads={params.torch_threads} > {log} 2>&1"
+
+
+rule baseline:
+    # All subjects of one reference method in one job: it takes seconds, not a GPU. Same split
+    # files, cache and config as the trained folds, so gather treats its folds like any loss's.
+    input:
+        splits=[SPLIT_FILE.format(subject=sid(s)) for s in SUBJECTS],
+        manifest=MANIFEST,
+        cache=CACHE,
+        cache_meta=f"{CACHE}.json",
+        config=TRAINING_YAML,
+    output:
+        metrics=[fold_file("metrics.json", "{baseline}", sid(s)) for s in SUBJECTS],
+        predictions=[fold_file("predictions.tsv", "{baseline}", sid(s)) for s in SUBJECTS],
+    params:
+        images=IMAGES,
+        subjects=" ".join(str(s) for s in SUBJECTS),
+        split_dir=lambda wc, input: os.path.dirname(input.splits[0]),
+        # results/folds: the baseline's own folder is root/{baseline}/NNN
+        root=lambda wc, output: os.path.dirname(os.path.dirname(os.path.dirname(output.metrics[0]))),
+    localrule: True
+    conda:
+        "../envs/ageest.yaml"
+    log:
+        "results/logs/baseline/{baseline}.log",
+    shell:
+        "ageest baseline --images {params.images:q} --method {wildcards.baseline} "
+        "--subjects {params.subjects} --out {params.root:q} --config {input.config:q} "
+        "--cache {input.cache:q} --split-dir {params.split_dir:q} > {log} 2>&1"

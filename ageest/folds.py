@@ -1,0 +1,38 @@
+"""What every fold, trained or baseline, shares: its split, its predictions file, its provenance."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from . import __version__, code_version
+from .config import Config
+from .fgnet import Record
+from .splits import Split, read_split, split_fold, split_table
+
+PREDICTION_HEADER = ("image", "subject", "age", "predicted_age", "predicted_std", "predicted_age_rounded")
+
+
+def fold_split(records: Sequence[Record], subject: int, config: Config,
+               split_file: str | Path | None = None) -> tuple[Split, str]:
+    """The fold's split (from `split_file` if given, else drawn from the seed) and its short digest."""
+    split = (read_split(split_file, records, subject) if split_file
+             else split_fold(records, subject, config.seed, config.val_rate, config.val_split))
+    return split, hashlib.sha256(split_table(records, split).encode()).hexdigest()[:16]
+
+
+def predictions_tsv(records: Sequence[Record], predicted: np.ndarray, std: np.ndarray) -> str:
+    """predictions.tsv: one row per test image (ages in years; std NaN where a method has none)."""
+    lines = ["\t".join(PREDICTION_HEADER)]
+    for r, m, s in zip(records, predicted, std):
+        lines.append(f"{r.name}\t{r.subject}\t{r.age}\t{m:.4f}\t{s:.4f}\t{int(np.rint(m))}")
+    return "\n".join(lines) + "\n"
+
+
+def provenance(config: Config, fingerprint: str, split_digest: str, images: str | Path) -> dict:
+    """The keys gather checks (one config, one data set) and what reproduces the fold."""
+    return {"config": config.to_dict(), "data_fingerprint": fingerprint, "split_digest": split_digest,
+            "images": str(images), "ageest_version": __version__, "code_version": code_version()}
