@@ -47,6 +47,32 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
+def method_order(names) -> list[str]:
+    """Trained losses first (in the order given), then the baselines: every plot uses this order."""
+    from .baselines import BASELINES
+
+    names = list(dict.fromkeys(names))
+    return [n for n in names if n not in BASELINES] + [b for b in BASELINES if b in names]
+
+
+def method_style(names) -> dict[str, dict]:
+    """One colour per method in every plot; baselines grey and dashed, so they read as references."""
+    from .baselines import BASELINES
+
+    import seaborn as sns
+
+    order = method_order(names)
+    trained = [n for n in order if n not in BASELINES]
+    colours = dict(zip(trained, sns.color_palette("tab10", max(len(trained), 1))))
+    greys = {"mean": "0.65", "ridge": "0.35"}
+    out = {}
+    for n in order:
+        base = n in BASELINES
+        out[n] = {"color": greys.get(n, "0.5") if base else colours[n], "ls": "--" if base else "-",
+                  "label": f"{n} (baseline)" if base else n}
+    return out
+
+
 def _study_note(folds: pd.DataFrame) -> str:
     return f"LOPO, {folds['subject'].nunique()} subjects"
 
@@ -54,7 +80,7 @@ def _study_note(folds: pd.DataFrame) -> str:
 def plot_subject_mae_paired(folds: pd.DataFrame, reference: str, path: Path) -> None:
     plt, sns = _plt()
     wide = folds.pivot(index="subject", columns="loss", values="mae")
-    others = [loss for loss in wide.columns if loss != reference]
+    others = [m for m in method_order(wide.columns) if m != reference]
     n = max(1, len(others))
     fig, axes = plt.subplots(1, n, figsize=(5.2 * n, 5), squeeze=False)
     hi = float(wide.max().max()) * 1.05 if len(wide) else 1.0
@@ -75,7 +101,8 @@ def plot_subject_mae_paired(folds: pd.DataFrame, reference: str, path: Path) -> 
         ax.set_xlim(0, hi)
         ax.set_ylim(0, hi)
         ax.set_aspect("equal")
-        ax.legend(loc="upper left", fontsize="small")
+        # Below the axes: inside, it hid the points of high-MAE subjects.
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize="small")
     fig.suptitle(f"Each point is one left-out subject ({_study_note(folds)})", y=1.02)
     _save(fig, path)
 
@@ -87,28 +114,31 @@ def plot_cs_curves(summary: pd.DataFrame, path: Path) -> None:
     long["theta"] = long["theta"].str[3:].astype(int)
     long["cs"] *= 100
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    sns.lineplot(data=long, x="theta", y="cs", hue="loss", marker="o", ax=ax)
+    for m, st in method_style(summary["loss"]).items():
+        d = long[long["loss"] == m].sort_values("theta")
+        ax.plot(d["theta"], d["cs"], marker="o", color=st["color"], ls=st["ls"], label=st["label"])
     ax.set_xlabel("Error level θ (years)")
     ax.set_ylabel("Cumulative score CS(θ) (% of test images)")
     ax.set_title("Cumulative score: share of test images with |error| ≤ θ")
     ax.set_ylim(0, 100)
     ax.set_xticks(sorted(long["theta"].unique()))
-    ax.legend(title="Loss")
+    ax.legend(title="Method")
     _save(fig, path)
 
 
 def plot_predicted_vs_true(preds: pd.DataFrame, path: Path) -> None:
     plt, sns = _plt()
-    losses = list(dict.fromkeys(preds["loss"]))
+    styles = method_style(preds["loss"])
+    losses = list(styles)
     preds = preds.assign(prediction=preds["age"] + preds["error"])  # the prediction gather scored
     hi = float(max(preds["age"].max(), preds["prediction"].max())) + 2
     fig, axes = plt.subplots(1, len(losses), figsize=(5 * len(losses), 5), squeeze=False, sharey=True)
     for ax, loss in zip(axes[0], losses):
         p = preds[preds["loss"] == loss]
         ax.plot([0, hi], [0, hi], ls="--", color="grey", lw=1, label="perfect prediction")
-        ax.scatter(p["age"], p["prediction"], s=10, alpha=0.5, label="test image")
+        ax.scatter(p["age"], p["prediction"], s=10, alpha=0.5, color=styles[loss]["color"], label="test image")
         mae = p["abs_error"].mean()
-        ax.set_title(f"{loss}: MAE {mae:.2f} years ({len(p)} images)")
+        ax.set_title(f"{styles[loss]['label']}: MAE {mae:.2f} years ({len(p)} images)")
         ax.set_xlabel("True age (years)")
         ax.set_ylabel("Predicted age (years)")
         ax.set_xlim(0, hi)
@@ -127,21 +157,37 @@ def plot_mae_by_age_band(summary: pd.DataFrame, path: Path) -> None:
               if c.startswith("n_") and c[2:4].isdigit()}
     long["band"] = long["band"].map(lambda b: f"{b}\n(n={counts.get(b, 0)})")
     fig, ax = plt.subplots(figsize=(max(6.5, 1.1 * len(band_cols) + 2), 4.5))
-    sns.barplot(data=long, x="band", y="band_mae", hue="loss", ax=ax)
-    ax.set_xlabel("True age band (years; n = test images per loss)")
+    styles = method_style(summary["loss"])
+    long["method"] = long["loss"].map(lambda m: styles[m]["label"])
+    sns.barplot(data=long, x="band", y="band_mae", hue="method", ax=ax,
+                hue_order=[st["label"] for st in styles.values()],
+                palette={st["label"]: st["color"] for st in styles.values()})
+    ax.set_xlabel("True age band (years; n = test images per method)")
     ax.set_ylabel("MAE (years)")
     ax.set_title("Mean absolute error by age band")
-    ax.legend(title="Loss")
+    ax.legend(title="Method")
     _save(fig, path)
 
 
-def plot_training_curves(history: pd.DataFrame, path: Path) -> None:
+def plot_training_curves(history: pd.DataFrame, path: Path, folds: pd.DataFrame | None = None) -> None:
+    from matplotlib.ticker import MaxNLocator
+
     plt, sns = _plt()
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     h = history.dropna(subset=["val_mae"]) if "val_mae" in history.columns else history.iloc[0:0]
     if len(h):
-        sns.lineplot(data=h, x="epoch", y="val_mae", hue="loss", errorbar="sd", marker="o", ax=ax)
-        ax.legend(title="Loss (mean ± sd over folds)")
+        names = list(h["loss"]) + (list(folds["loss"]) if folds is not None else [])
+        styles = method_style(names)
+        trained = [m for m in styles if m in set(h["loss"])]
+        sns.lineplot(data=h, x="epoch", y="val_mae", hue="loss", hue_order=trained, errorbar="sd", marker="o",
+                     palette={m: styles[m]["color"] for m in trained}, ax=ax)
+        # The baselines have no epochs: their mean validation MAE over the same folds, as a level.
+        for m in styles:
+            if folds is not None and m not in trained:
+                v = folds.loc[folds["loss"] == m, "val_mae"].mean()
+                ax.axhline(v, color=styles[m]["color"], ls="--", lw=1.2, label=f"{styles[m]['label']}: {v:.1f}")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(title="Method (mean ± sd over folds)", fontsize="small")
         ax.set_title(f"Validation MAE per epoch across {h.groupby(['loss', 'subject']).ngroups} fold runs")
     else:
         ax.set_title("Validation MAE per epoch: no training history recorded")
@@ -162,7 +208,7 @@ def make_plots(tables: str | Path, outdir: str | Path, reference: str = "softmax
     plot_cs_curves(summary, paths["cs_curves"])
     plot_predicted_vs_true(preds, paths["predicted_vs_true"])
     plot_mae_by_age_band(summary, paths["mae_by_age_band"])
-    plot_training_curves(history, paths["training_curves"])
+    plot_training_curves(history, paths["training_curves"], folds)
     return list(paths.values())
 
 
