@@ -196,17 +196,26 @@ def summary_table(preds: pd.DataFrame, folds_t: pd.DataFrame, losses: list[str])
     return pd.DataFrame(rows)
 
 
+# The unit of every figure is in its name: image_* over test images (image-weighted, the LOPO MAE),
+# subject_* over subjects (one MAE per person). Images of one person are not independent, so the
+# image-level CI and p come from a subject-clustered bootstrap (people resampled, not images).
 COMPARISON_COLUMNS = [
-    "loss", "reference", "n_subjects", "n_images", "mae", "mae_reference",
-    "image_mean_diff", "image_wilcoxon_p", "images_improved", "images_worse", "images_tied",
-    "subject_mean_diff", "subject_wilcoxon_p", "subject_ci_low", "subject_ci_high",
+    "loss", "reference", "n_subjects", "n_images", "image_mae", "image_mae_reference",
+    "image_mae_diff", "image_clustered_ci_low", "image_clustered_ci_high", "image_clustered_p",
+    "images_improved", "images_worse", "images_tied",
+    "subject_mae_diff", "subject_wilcoxon_p", "subject_ci_low", "subject_ci_high",
     "subjects_improved", "subjects_worse", "subjects_tied", "bootstrap", "seed",
 ]
 
 
 def comparison_table(preds: pd.DataFrame, folds_t: pd.DataFrame, losses: list[str], reference: str,
                      n_boot: int = 10000, seed: int = 0) -> pd.DataFrame:
-    """Each loss vs the reference, paired per image and per subject (difference = loss - reference)."""
+    """Each loss vs the reference (difference = loss - reference), over images and over subjects.
+
+    Over images: the LOPO MAE difference, with a subject-clustered bootstrap CI and p-value
+    (stats.cluster_bootstrap). Over subjects: the mean per-subject MAE difference, Wilcoxon
+    signed-rank p and a bootstrap CI of it (stats.paired_comparison).
+    """
     if reference not in losses:
         raise AgeestError(f"reference loss '{reference}' not among the folds' losses ({', '.join(losses)})")
     ref_img = preds[preds["loss"] == reference].set_index(["subject", "image"])["abs_error"]
@@ -220,14 +229,18 @@ def comparison_table(preds: pd.DataFrame, folds_t: pd.DataFrame, losses: list[st
             raise AgeestError(f"{loss} and {reference} were tested on different images")
         img = img.loc[ref_img.index]
         sub = folds_t[folds_t["loss"] == loss].set_index("subject")["mae"].loc[ref_sub.index]
-        pi = stats.paired_comparison(img.to_numpy(), ref_img.to_numpy())
+        img_diff = img.to_numpy() - ref_img.to_numpy()
+        pc = stats.cluster_bootstrap(img_diff, ref_img.index.get_level_values("subject").to_numpy(),
+                                     n_boot=n_boot, seed=seed)
+        improved, worse, tied = stats.paired_counts(img_diff)
         ps = stats.paired_comparison(sub.to_numpy(), ref_sub.to_numpy(), n_boot=n_boot, seed=seed)
         rows.append({
-            "loss": loss, "reference": reference, "n_subjects": ps["n"], "n_images": pi["n"],
-            "mae": stats.mae(img), "mae_reference": stats.mae(ref_img),
-            "image_mean_diff": pi["mean_diff"], "image_wilcoxon_p": pi["wilcoxon_p"],
-            "images_improved": pi["improved"], "images_worse": pi["worse"], "images_tied": pi["tied"],
-            "subject_mean_diff": ps["mean_diff"], "subject_wilcoxon_p": ps["wilcoxon_p"],
+            "loss": loss, "reference": reference, "n_subjects": ps["n"], "n_images": pc["n"],
+            "image_mae": stats.mae(img), "image_mae_reference": stats.mae(ref_img),
+            "image_mae_diff": pc["estimate"], "image_clustered_ci_low": pc["ci_low"],
+            "image_clustered_ci_high": pc["ci_high"], "image_clustered_p": pc["p"],
+            "images_improved": improved, "images_worse": worse, "images_tied": tied,
+            "subject_mae_diff": ps["mean_diff"], "subject_wilcoxon_p": ps["wilcoxon_p"],
             "subject_ci_low": ps["ci_low"], "subject_ci_high": ps["ci_high"],
             "subjects_improved": ps["improved"], "subjects_worse": ps["worse"], "subjects_tied": ps["tied"],
             "bootstrap": n_boot, "seed": seed,
@@ -282,7 +295,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prediction", default="predicted_age", choices=PREDICTION_COLUMNS,
                    help="prediction column errors are computed from (default: %(default)s)")
     p.add_argument("--bootstrap", type=int, default=10000,
-                   help="bootstrap resamples for the per-subject CI (default: %(default)s)")
+                   help="bootstrap resamples for the per-subject CI and the subject-clustered "
+                   "image-level CI and p (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: %(default)s)")
 
 
@@ -293,7 +307,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"{r['loss']}: LOPO MAE {r['mae']:.3f} years over {r['images']} images, "
               f"{r['n_subjects']} subjects")
     for _, r in tables["comparison"].iterrows():
-        print(f"{r['loss']} - {r['reference']}: per-subject MAE difference {r['subject_mean_diff']:+.3f} "
+        print(f"{r['loss']} - {r['reference']}: LOPO MAE difference {r['image_mae_diff']:+.3f} "
+              f"(subject-clustered 95% CI {r['image_clustered_ci_low']:+.3f}..{r['image_clustered_ci_high']:+.3f}, "
+              f"p {r['image_clustered_p']:.3g}); per-subject MAE difference {r['subject_mae_diff']:+.3f} "
               f"(95% CI {r['subject_ci_low']:+.3f}..{r['subject_ci_high']:+.3f}), "
               f"Wilcoxon p {r['subject_wilcoxon_p']:.3g}")
     print(f"tables -> {args.out}")

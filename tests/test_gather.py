@@ -75,10 +75,17 @@ def test_tables(tmp_path):
     r = c.iloc[0]
     assert (r["loss"], r["reference"]) == ("mean_variance", "softmax")
     # Per image: differences -1, -1, 0, 0, -3, +1 -> mean -4/6; 3 better, 1 worse, 2 tied.
-    assert r["image_mean_diff"] == pytest.approx(-4 / 6)
+    assert r["image_mae"] == pytest.approx(16 / 6) and r["image_mae_reference"] == pytest.approx(20 / 6)
+    assert r["image_mae_diff"] == pytest.approx(-4 / 6)
     assert (r["images_improved"], r["images_worse"], r["images_tied"]) == (3, 1, 2)
+    # Subject-clustered: the subjects' image differences sum to -2, 0, -2 over 2 images each, so a
+    # resample of 3 people has mean (sum of 3 draws) / 6 in [-1, 0]: -1 when subject 2 is not drawn
+    # (8/27), 0 only when it is drawn 3 times (1/27 > 2.5%): the 95% CI is [-1, 0].
+    assert (r["image_clustered_ci_low"], r["image_clustered_ci_high"]) == pytest.approx((-1.0, 0.0))
+    assert 0 < r["image_clustered_p"] < 1
+    assert "image_wilcoxon_p" not in c.columns  # images are not independent: no per-image test
     # Per subject: MAE 2 vs 3, 2 vs 2, 4 vs 5 -> differences -1, 0, -1.
-    assert r["subject_mean_diff"] == pytest.approx(-2 / 3)
+    assert r["subject_mae_diff"] == pytest.approx(-2 / 3)
     assert (r["subjects_improved"], r["subjects_worse"], r["subjects_tied"]) == (2, 0, 1)
     assert r["subject_wilcoxon_p"] == pytest.approx(0.5)  # two non-zero, same sign: 2 / 2^2
     assert r["subject_ci_low"] == pytest.approx(-1.0) and r["subject_ci_high"] == pytest.approx(0.0)

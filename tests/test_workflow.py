@@ -267,9 +267,11 @@ def test_demo_real_run_three_subjects(tmp_path):
     assert bands and all(f"n_{b[4:]}" in s.columns for b in bands)
     c = t["comparison"]
     assert list(c["loss"]) == ["mean_variance", "mean", "ridge"] and set(c["reference"]) == {"softmax"}
-    for col in ("image_mean_diff", "image_wilcoxon_p", "subject_mean_diff", "subject_wilcoxon_p",
-                "subject_ci_low", "subject_ci_high", "subjects_improved", "subjects_worse", "subjects_tied"):
+    for col in ("image_mae_diff", "image_clustered_ci_low", "image_clustered_ci_high", "image_clustered_p",
+                "subject_mae_diff", "subject_wilcoxon_p", "subject_ci_low", "subject_ci_high",
+                "subjects_improved", "subjects_worse", "subjects_tied"):
         assert col in c.columns
+    assert "image_wilcoxon_p" not in c.columns
     for name, df in t.items():
         if "loss" in df.columns and name in ("folds", "predictions"):
             # Baselines have no epochs and no predicted spread: NaN there by design.
