@@ -7,7 +7,8 @@ Every function is pure and device-agnostic: it works on whatever device its tens
 
 from __future__ import annotations
 
-from typing import Callable, Dict
+from dataclasses import dataclass
+from typing import Any, Callable, Dict
 
 import torch
 import torch.nn.functional as F
@@ -19,10 +20,11 @@ def expected_age(logits: Tensor, ages: Tensor) -> tuple[Tensor, Tensor]:
     """Mean and standard deviation of the age distribution softmax(logits).
 
     logits: (N, K) unnormalised scores over K ages; ages: (K,) the age of each class, in years.
-    Returns (mean (N,), std (N,)), in years, computed in float32 whatever the logits' dtype.
+    Returns (mean (N,), std (N,)), in years, computed in float32 (float64 for float64 logits) whatever
+    the logits' dtype.
     """
-    p = torch.softmax(logits.float(), dim=1)
-    a = ages.to(device=logits.device, dtype=torch.float32)
+    p = torch.softmax(_at_least_fp32(logits), dim=1)
+    a = ages.to(device=logits.device, dtype=p.dtype)
     mean = p @ a
     var = (p * (a[None, :] - mean[:, None]) ** 2).sum(dim=1)
     return mean, var.clamp_min(0).sqrt()
@@ -36,13 +38,13 @@ def mean_variance_terms(logits: Tensor, target: Tensor, ages: Tensor) -> tuple[T
     logits: (N, K); target: (N,) true ages in years (float or int); ages: (K,).
     """
     mean, std = expected_age(logits, ages)
-    mean_loss = 0.5 * (mean - target.float()) ** 2
+    mean_loss = 0.5 * (mean - target.to(mean.dtype)) ** 2
     return mean_loss.mean(), (std ** 2).mean()
 
 
 def softmax_loss(logits: Tensor, target: Tensor, ages: Tensor, **_: float) -> Dict[str, Tensor]:
     """Softmax cross-entropy over age classes alone. Returns {'loss', 'ce'}; target: (N,) ages."""
-    ce = F.cross_entropy(logits.float(), _class_index(target, ages))
+    ce = F.cross_entropy(_at_least_fp32(logits), _class_index(target, ages))
     return {"loss": ce, "ce": ce}
 
 
@@ -52,9 +54,14 @@ def mean_variance_loss(logits: Tensor, target: Tensor, ages: Tensor, lambda1: fl
 
     Returns {'loss', 'ce', 'mean', 'var'} (scalars); 'loss' is the one to backpropagate.
     """
-    ce = F.cross_entropy(logits.float(), _class_index(target, ages))
+    ce = F.cross_entropy(_at_least_fp32(logits), _class_index(target, ages))
     mean_l, var_l = mean_variance_terms(logits, target, ages)
     return {"loss": ce + lambda1 * mean_l + lambda2 * var_l, "ce": ce, "mean": mean_l, "var": var_l}
+
+
+def _at_least_fp32(x: Tensor) -> Tensor:
+    # bf16/fp16 logits (autocast) are lifted to float32; float64 stays float64 (exact gradient tests).
+    return x if x.dtype == torch.float64 else x.float()
 
 
 def _class_index(target: Tensor, ages: Tensor) -> Tensor:
@@ -65,14 +72,44 @@ def _class_index(target: Tensor, ages: Tensor) -> Tensor:
 
 LossFn = Callable[..., Dict[str, Tensor]]
 
-# A third loss is one function away: add it here and name it in the config's `losses:`.
-LOSSES: Dict[str, LossFn] = {
-    "mean_variance": mean_variance_loss,
-    "softmax": softmax_loss,
+
+@dataclass(frozen=True)
+class LossSpec:
+    """A registered loss: its function and the training-config keys it takes as keyword arguments.
+
+    Calling a LossSpec calls its function, so `LOSSES[name](logits, target, ages, ...)` works.
+    """
+
+    fn: LossFn
+    config_keys: tuple[str, ...] = ()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Dict[str, Tensor]:
+        return self.fn(*args, **kwargs)
+
+    def kwargs(self, config: Any) -> Dict[str, Any]:
+        """The keyword arguments this loss takes from a training config (an ageest Config)."""
+        return {k: getattr(config, k) for k in self.config_keys}
+
+
+# A third loss is one entry away: write its function, register it here with the config keys it
+# reads (add any new key to ageest.config.Config), and name it in the config's `losses:`.
+LOSSES: Dict[str, LossSpec] = {
+    "mean_variance": LossSpec(mean_variance_loss, ("lambda1", "lambda2")),
+    "softmax": LossSpec(softmax_loss),
 }
 
 
 def get_loss(name: str) -> LossFn:
+    """The loss function registered as `name`; ConfigError naming the known ones otherwise."""
+    return _spec(name).fn
+
+
+def loss_kwargs(name: str, config: Any) -> Dict[str, Any]:
+    """The keyword arguments loss `name` takes from `config`, as its registry entry declares them."""
+    return _spec(name).kwargs(config)
+
+
+def _spec(name: str) -> LossSpec:
     from .errors import ConfigError
 
     try:

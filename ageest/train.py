@@ -20,7 +20,7 @@ from .engine import EpochState, autocast_for, evaluate, train_one_epoch, uses_bf
 from .errors import AgeestError, DataError
 from .fgnet import data_fingerprint, scan_images
 from .io import check_writable, save_torch_atomic, write_json_atomic, write_text_atomic
-from .losses import get_loss
+from .losses import get_loss, loss_kwargs as loss_config_kwargs
 from .model import build_model, head_parameters
 from .folds import fold_split, predictions_tsv, provenance
 
@@ -72,7 +72,7 @@ def run_fold(images: str | Path, subject: int, loss: str, out: str | Path, confi
 
     ages = torch.arange(config.min_age, config.max_age + 1, dtype=torch.float32, device=device)
     _check_ages([records[i].age for i in split.train + split.val + split.test], config)
-    loss_kwargs = {"lambda1": config.lambda1, "lambda2": config.lambda2} if loss == "mean_variance" else {}
+    loss_kwargs = loss_config_kwargs(loss, config)
     model = build_model(config.arch, config.num_classes, config.pretrained).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)

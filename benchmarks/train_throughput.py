@@ -24,7 +24,7 @@ from ageest.data import PlainSource, TensorSource
 from ageest.devices import resolve_device
 from ageest.engine import autocast_for, train_one_epoch
 from ageest.fgnet import scan_images
-from ageest.losses import mean_variance_loss
+from ageest.losses import loss_kwargs, mean_variance_loss
 from ageest.model import build_model
 
 
@@ -34,7 +34,7 @@ def measure(source, config: Config, device, autocast, channels_last: bool, steps
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     ages = torch.arange(config.min_age, config.max_age + 1, dtype=torch.float32, device=device)
-    kw = {"lambda1": config.lambda1, "lambda2": config.lambda2}
+    kw = loss_kwargs("mean_variance", config)
     # One warm-up step (kernel selection, worker start-up), then `steps` timed steps, pipeline included.
     train_one_epoch(model, itertools.islice(source.train_batches(0), 1), mean_variance_loss, opt, ages,
                     loss_kwargs=kw, autocast=autocast)
