@@ -32,6 +32,9 @@ class Config:
 
     epochs: int = 100
     freeze_epochs: int = 10  # first epochs update only the head (backbone frozen)
+    # In those epochs the backbone's BatchNorm layers stay in eval mode, so their running statistics
+    # do not move either. false matches the seed (model.train() on everything: the stats moved).
+    freeze_bn: bool = True
     batch_size: int = 64
     eval_batch_size: int = 256
     lr: float = 0.002

@@ -62,15 +62,20 @@ def train_one_epoch(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torc
                     loss_fn: LossFn, optimizer: torch.optim.Optimizer, ages: torch.Tensor, *,
                     loss_kwargs: dict | None = None, autocast=contextlib.nullcontext,
                     state: EpochState | None = None,
-                    should_stop: Callable[[], bool] = lambda: False) -> tuple[dict, EpochState, bool]:
+                    should_stop: Callable[[], bool] = lambda: False,
+                    keep_eval: Iterable[nn.Module] = ()) -> tuple[dict, EpochState, bool]:
     """Train over `batches` (the rest of this epoch, from `state.next_batch`).
 
+    The model is put in train mode, except the modules in `keep_eval`, which stay in eval mode
+    (frozen BatchNorm layers: their running statistics do not move).
     Returns (metrics, state, finished). `finished` is False when `should_stop()` asked to stop at a
     batch boundary; `state` then holds what is needed to continue this epoch exactly.
     Metrics: mean of each loss term over images, images, seconds, images_per_second.
     """
     state = state or EpochState()
     model.train()
+    for m in keep_eval:
+        m.eval()
     t0 = time.perf_counter()
     finished = True
     for x, y in batches:

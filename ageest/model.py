@@ -39,6 +39,12 @@ def head_parameters(model: nn.Module) -> list[nn.Parameter]:
     return list(model.fc.parameters())
 
 
+def backbone_batchnorms(model: nn.Module) -> list[nn.Module]:
+    """The BatchNorm layers outside the head: what a frozen backbone keeps in eval mode (freeze_bn)."""
+    head = set(model.fc.modules())
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m not in head]
+
+
 def imagenet_state_dict(arch: str) -> dict:
     """torchvision's ImageNet weights, from the hub cache if there, else downloaded once."""
     weights = getattr(torchvision.models, _WEIGHTS[arch]).IMAGENET1K_V1

@@ -21,7 +21,7 @@ from .errors import AgeestError, DataError
 from .fgnet import data_fingerprint, scan_images
 from .io import check_writable, save_torch_atomic, write_json_atomic, write_text_atomic
 from .losses import get_loss, loss_kwargs as loss_config_kwargs
-from .model import build_model, head_parameters
+from .model import backbone_batchnorms, build_model, head_parameters
 from .folds import fold_split, predictions_tsv, provenance
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_ce", "train_mean", "train_var", "val_loss", "val_mae",
@@ -82,6 +82,7 @@ def run_fold(images: str | Path, subject: int, loss: str, out: str | Path, confi
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(config.lr_milestones), config.lr_gamma)
     autocast = autocast_for(device, config.precision)
     head = {id(p) for p in head_parameters(model)}
+    frozen_bns = backbone_batchnorms(model) if config.freeze_bn else []
 
     st = {"epoch": 0, "epoch_state": None, "history": [], "best": None, "best_mae": None}
     if state_path.exists():
@@ -107,7 +108,7 @@ def run_fold(images: str | Path, subject: int, loss: str, out: str | Path, confi
             tm, es, finished = train_one_epoch(
                 model, train_src.train_batches(epoch, es.next_batch if es else 0), loss_fn, optimizer,
                 ages, loss_kwargs=loss_kwargs, autocast=autocast, state=es,
-                should_stop=lambda: stop["signal"] is not None)
+                should_stop=lambda: stop["signal"] is not None, keep_eval=frozen_bns if frozen else ())
             if not finished:
                 st.update(epoch=epoch, epoch_state=es.to_dict())
                 _save_state(state_path, identity, st, model, optimizer, scheduler)

@@ -61,6 +61,38 @@ def test_plain_pipeline_runs(synth_small, tmp_path):
     assert math.isfinite(m["test_mae"])
 
 
+def _backbone_after_head_only_epoch(images, tmp_path, freeze_bn: bool):
+    """The starting backbone (a state-dict file) and the backbone after one head-only epoch."""
+    import torchvision
+
+    torch.manual_seed(1)
+    start = torchvision.models.resnet18(weights=None).state_dict()
+    f = tmp_path / "start.pth"
+    torch.save(start, f)
+    out = tmp_path / f"freeze_bn_{freeze_bn}"
+    run_fold(images, 2, "softmax", out, _cfg(epochs=1, freeze_epochs=1, pretrained=str(f),
+                                             freeze_bn=freeze_bn), log=lambda *_: None)
+    model = torch.load(out / "model.pt", weights_only=False)["model"]
+    return ({k: v for k, v in start.items() if not k.startswith("fc.")},
+            {k: v for k, v in model.items() if not k.startswith("fc.")}, model)
+
+
+def test_head_only_epoch_leaves_every_backbone_tensor_bit_identical(synth_small, tmp_path):
+    start, after, model = _backbone_after_head_only_epoch(synth_small, tmp_path, freeze_bn=True)
+    assert start.keys() == after.keys() and any(k.endswith("running_var") for k in after)
+    assert [k for k in start if not torch.equal(start[k], after[k])] == []  # parameters and buffers
+    assert model["fc.0.num_batches_tracked"].item() > 0  # the head's BatchNorm1d did train
+
+
+def test_freeze_bn_false_lets_the_running_stats_move(synth_small, tmp_path):
+    # The seed's behaviour: frozen weights, but model.train() moves the backbone's BatchNorm statistics.
+    start, after, _ = _backbone_after_head_only_epoch(synth_small, tmp_path, freeze_bn=False)
+    assert torch.equal(start["conv1.weight"], after["conv1.weight"])
+    assert torch.equal(start["bn1.weight"], after["bn1.weight"])
+    assert not torch.equal(start["bn1.running_mean"], after["bn1.running_mean"])
+    assert after["bn1.num_batches_tracked"].item() > 0
+
+
 def _train_cmd(images, out, *extra):
     return [sys.executable, "-m", "ageest", "train", "--images", str(images), "--leave-subject", "4",
             "--loss", "mean_variance", "--out", str(out)] + [
