@@ -43,12 +43,14 @@ def autocast_for(device: torch.device, precision: str) -> Callable[[], contextli
 
 
 def uses_bf16(device: torch.device, precision: str) -> bool:
+    """Whether training runs under bf16 autocast: always for 'bf16', never for 'fp32', and for
+    'auto' only where the device has native bf16 arithmetic (emulated bf16 is slower than fp32)."""
     if precision == "fp32":
         return False
     if precision == "bf16":
         return True
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        return _cuda_native_bf16(device)
     if device.type == "cpu":
         # bf16 is only faster than fp32 with native bf16 instructions (AVX-512 BF16 / AMX).
         try:
@@ -56,6 +58,21 @@ def uses_bf16(device: torch.device, precision: str) -> bool:
         except (AttributeError, RuntimeError):
             return False
     return False
+
+
+def precision_name(device: torch.device, precision: str) -> str:
+    """The precision a fold actually trains in, as recorded in metrics.json: 'bf16' or 'fp32'."""
+    return "bf16" if uses_bf16(device, precision) else "fp32"
+
+
+def _cuda_native_bf16(device: torch.device) -> bool:
+    # is_bf16_supported() alone also says yes where bf16 is only emulated (V100, T4: compute
+    # capability 7.x); native bf16 starts with Ampere (8.0).
+    try:
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    except TypeError:  # torch < 2.3 has no including_emulation argument
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return torch.cuda.get_device_capability(index)[0] >= 8
 
 
 def train_one_epoch(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],

@@ -94,8 +94,17 @@ def _config_difference(folds: list[Fold]) -> str:
     return ", ".join(keys)
 
 
+def _precision(fold: Fold) -> str | None:
+    """'bf16' or 'fp32' for a trained fold (from its `bf16` flag where it predates `precision`)."""
+    m = fold.metrics
+    if "precision" in m:
+        return str(m["precision"])
+    return ("bf16" if m["bf16"] else "fp32") if "bf16" in m else None
+
+
 def check_consistent(folds: list[Fold]) -> None:
-    """One study: no fold twice, one data fingerprint, one training config, same subjects per loss."""
+    """One study: no fold twice, one data fingerprint, one training config, one training precision,
+    same subjects per loss."""
     if not folds:
         raise AgeestError("no folds given")
     seen: dict[tuple[str, int], Fold] = {}
@@ -108,6 +117,9 @@ def check_consistent(folds: list[Fold]) -> None:
         _name_outliers(folds, lambda f: _comparable_config(f.metrics["config"]), "config (training configs)")
     except AgeestError as e:
         raise AgeestError(f"{e}; differing key(s): {_config_difference(folds)}") from None
+    # Trained folds record the precision they ran in; folds without it (baselines) are exempt.
+    trained = [f for f in folds if _precision(f) is not None]
+    _name_outliers(trained, lambda f: str(_precision(f)), "precision (bf16 and fp32 training)")
     by_loss: dict[str, set[int]] = {}
     for f in folds:
         by_loss.setdefault(f.loss, set()).add(f.subject)

@@ -16,7 +16,7 @@ from .cache import default_cache_path, default_points_dir, open_cache
 from .config import Config, add_config_arguments, load_config
 from .data import PlainSource, TensorSource
 from .devices import resolve_device
-from .engine import EpochState, autocast_for, evaluate, train_one_epoch, uses_bf16
+from .engine import EpochState, autocast_for, evaluate, precision_name, train_one_epoch, uses_bf16
 from .errors import AgeestError, DataError
 from .fgnet import data_fingerprint, scan_images
 from .io import check_writable, save_torch_atomic, write_json_atomic, write_text_atomic
@@ -157,7 +157,8 @@ def run_fold(images: str | Path, subject: int, loss: str, out: str | Path, confi
         "test_mae_rounded": float(np.abs(np.rint(tm["predicted_age"]) - tm["age"]).mean()),
         "test_loss": tm["loss"], "seconds": time.perf_counter() - t_start,
         "train_seconds": sum(r["seconds"] for r in st["history"]), "device": str(device),
-        "bf16": uses_bf16(device, config.precision), "unaligned_fallback": fallback,
+        "bf16": uses_bf16(device, config.precision), "precision": precision_name(device, config.precision),
+        "unaligned_fallback": fallback,
         **provenance(config, fingerprint, split_digest, images), "torch_version": torch.__version__,
     }
     write_text_atomic(out / "predictions.tsv", predictions_tsv(test_records, tm["predicted_age"],

@@ -1,16 +1,45 @@
-"""The engine: frozen BatchNorm in head-only epochs, batch-independent evaluation."""
+"""The engine: native-bf16 detection, frozen BatchNorm in head-only epochs, batch-independent evaluation."""
 
 import numpy as np
+import pytest
 import torch
 
 from ageest.config import load_config
 from ageest.data import TensorSource
-from ageest.engine import evaluate, train_one_epoch
+from ageest.engine import evaluate, precision_name, train_one_epoch, uses_bf16
 from ageest.losses import softmax_loss
 from ageest.model import backbone_batchnorms, build_model, head_parameters
 from conftest import tiny_overrides
 
+CUDA = torch.device("cuda")
 AGES = torch.arange(0, 70, dtype=torch.float32)
+
+
+def _fake_cuda(monkeypatch, native: bool, capability=(8, 0), has_argument=True):
+    if has_argument:
+        def is_bf16_supported(including_emulation: bool = True) -> bool:
+            return native or including_emulation  # emulated bf16 counts unless asked not to
+    else:
+        def is_bf16_supported() -> bool:  # torch < 2.3: no including_emulation argument
+            return True
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", is_bf16_supported)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=None: capability)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_auto_only_where_native(monkeypatch, native):
+    _fake_cuda(monkeypatch, native)  # False: a V100 or T4, where bf16 is only emulated
+    assert uses_bf16(CUDA, "auto") is native
+    assert precision_name(CUDA, "auto") == ("bf16" if native else "fp32")
+    assert uses_bf16(CUDA, "bf16") and precision_name(CUDA, "bf16") == "bf16"  # asked for: used
+    assert not uses_bf16(CUDA, "fp32") and precision_name(CUDA, "fp32") == "fp32"
+
+
+@pytest.mark.parametrize("capability, native", [((7, 0), False), ((7, 5), False), ((8, 0), True), ((9, 0), True)])
+def test_bf16_auto_by_compute_capability_on_older_torch(monkeypatch, capability, native):
+    _fake_cuda(monkeypatch, native=True, capability=capability, has_argument=False)
+    assert uses_bf16(CUDA, "auto") is native
 
 
 def _tiny_model(seed=0):

@@ -19,7 +19,7 @@ ERRORS = {"softmax": {1: [2, 4], 2: [1, 3], 3: [5, 5]},
           "mean_variance": {1: [1, 3], 2: [1, 3], 3: [2, 6]}}
 
 
-def make_fold(root, loss, subject, fingerprint="abc", config=None, errors=None):
+def make_fold(root, loss, subject, fingerprint="abc", config=None, errors=None, precision=None):
     d = root / "folds" / loss / f"{subject:03d}"
     d.mkdir(parents=True)
     errs = errors or ERRORS[loss][subject]
@@ -32,6 +32,8 @@ def make_fold(root, loss, subject, fingerprint="abc", config=None, errors=None):
     metrics = {"subject": subject, "loss": loss, "n_test": len(rows), "best_epoch": 2, "val_mae": 7.0,
                "test_mae": sum(errs) / len(errs), "seconds": 1.5, "data_fingerprint": fingerprint,
                "config": dict(config or CONFIG)}
+    if precision is not None:
+        metrics["precision"] = precision
     (d / "metrics.json").write_text(json.dumps(metrics))
     return d / "metrics.json"
 
@@ -149,3 +151,26 @@ def test_plots(tmp_path):
     assert sorted(p.name for p in made) == sorted(f"{p}.png" for p in PLOTS)
     for p in made:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
+
+
+def test_refuses_mixed_precision(tmp_path):
+    both = {(loss, s): {"precision": "bf16"} for loss in ("mean_variance", "softmax") for s in (1, 2, 3)}
+    paths = study(tmp_path, {**both, ("softmax", 2): {"precision": "fp32"}})
+    with pytest.raises(AgeestError, match=r"different precision .*: softmax/002 differ from the other 5 fold"):
+        gather(paths, tmp_path / "out", n_boot=100)
+    assert not (tmp_path / "out" / "summary.tsv").exists()
+
+
+def test_older_folds_are_checked_by_their_bf16_flag(tmp_path):
+    paths = study(tmp_path, {("mean_variance", s): {"precision": "fp32"} for s in (1, 2, 3)})
+    m = json.loads(paths[-1].read_text())  # softmax/003, written before `precision` existed
+    paths[-1].write_text(json.dumps({**m, "bf16": True}))
+    with pytest.raises(AgeestError, match=r"different precision .*: softmax/003 differ from the other 3"):
+        gather(paths, tmp_path / "out", n_boot=100)
+
+
+def test_folds_without_precision_are_exempt(tmp_path):
+    # Baselines record no precision (they train no network): they mix with bf16 or fp32 folds.
+    paths = study(tmp_path, {("mean_variance", s): {"precision": "bf16"} for s in (1, 2, 3)})
+    gather(paths, tmp_path / "out", reference="softmax", n_boot=100)
+    assert (tmp_path / "out" / "summary.tsv").exists()

@@ -28,8 +28,10 @@ def test_fold_end_to_end(synth_small, tmp_path):
                                                       "predictions.tsv"]
     saved = json.loads((out / "metrics.json").read_text())
     for key in ("subject", "loss", "n_train", "n_val", "n_test", "best_epoch", "val_mae", "test_mae",
-                "seconds", "device", "config", "ageest_version", "torch_version", "data_fingerprint"):
+                "seconds", "device", "config", "ageest_version", "torch_version", "data_fingerprint",
+                "precision"):
         assert key in saved
+    assert saved["precision"] == ("bf16" if saved["bf16"] else "fp32")
     assert saved["subject"] == 2 and saved["loss"] == "mean_variance" and saved["device"] == "cpu"
     assert all(math.isfinite(saved[k]) for k in ("val_mae", "test_mae", "seconds"))
     assert saved["config"]["epochs"] == 2 and 1 <= saved["best_epoch"] <= 2
