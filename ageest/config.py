@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -57,7 +56,6 @@ class Config:
     max_age: int = 69
     align: str = "none"
     align_fallback: bool = False  # unaligned image where a .pts file is missing or malformed
-    align_margin: float = 0.0  # reserved for the aligner's template; 0 = its default
     precision: str = "auto"  # bf16 autocast where the device supports it fast
     channels_last: bool = True
     threads: int = 0  # torch intra-op threads, 0 = torch's default
@@ -77,6 +75,13 @@ class Config:
     @property
     def resize_size(self) -> int:
         return int(round(self.image_size * 256 / 224))
+
+    def age_grid(self, device=None):
+        """The age of each class, min_age .. max_age years, as a float32 tensor: the one definition
+        of the grid that training, evaluation and prediction take the expectation over."""
+        import torch
+
+        return torch.arange(self.min_age, self.max_age + 1, dtype=torch.float32, device=device)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -131,7 +136,6 @@ def _validate(c: Config) -> None:
     need(c.lambda2 >= 0, "lambda2", "must be >= 0")
     need(c.min_age >= 0, "min_age", "must be >= 0")
     need(c.max_age > c.min_age, "max_age", "must be greater than min_age")
-    need(0 <= c.align_margin < 1, "align_margin", "must be in [0, 1)")
     need(c.threads >= 0, "threads", "must be >= 0")
     need(c.checkpoint_every_s >= 0, "checkpoint_every_s", "must be >= 0")
     need(c.folds_per_gpu >= 1, "folds_per_gpu", "must be at least 1")
@@ -207,13 +211,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     return from_dict(d)
 
 
-def config_hash(config: Config) -> str:
-    """Short stable hash of a config, for cache keys and provenance."""
-    import hashlib
-
-    return hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
-
-
 def add_config_arguments(p, what: str = "training config YAML") -> None:
     """`--config FILE` and repeatable `--set key=value`, as every command that reads a config takes them."""
     p.add_argument("--config", default=None, help=what)
@@ -226,4 +223,4 @@ def field_names() -> list[str]:
 
 
 __all__ = ["Config", "OPERATIONAL_KEYS", "add_config_arguments", "from_dict", "load_config", "parse_override",
-           "config_hash", "field_names"]
+           "field_names"]

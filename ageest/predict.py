@@ -12,7 +12,7 @@ import torch
 
 from .augment import center_crop, normalize
 from .cache import square_resize
-from .config import from_dict
+from .config import field_names, from_dict
 from .devices import resolve_device
 from .errors import AgeestError, DataError
 from .fgnet import load_rgb
@@ -34,7 +34,8 @@ def load_model(path: str | Path, device: torch.device):
         raise AgeestError(f"model file not found: {p}")
     try:
         ck = torch.load(p, map_location="cpu", weights_only=False)
-        config = from_dict(ck["config"])
+        # Keys ageest no longer has (align_margin, never read) do not change how a model predicts.
+        config = from_dict({k: v for k, v in ck["config"].items() if k in field_names()})
     except AgeestError:
         raise
     except Exception as e:
@@ -64,8 +65,7 @@ def predict_image(model, config, rgb: np.ndarray, device: torch.device, detect: 
         return []
     x = torch.from_numpy(np.stack([v for _, v in views])).to(device)
     x = normalize(center_crop(x, config.image_size))
-    ages = torch.arange(config.min_age, config.max_age + 1, dtype=torch.float32, device=device)
-    mean, std = expected_age(model(x), ages)
+    mean, std = expected_age(model(x), config.age_grid(device))
     return [Estimate(box, float(m), float(s)) for (box, _), m, s in zip(views, mean.cpu(), std.cpu())]
 
 

@@ -70,7 +70,7 @@ def run_fold(images: str | Path, subject: int, loss: str, out: str | Path, confi
     log(f"fold subject={subject:03d} loss={loss}: {len(split.train)} train, {len(split.val)} val, "
         f"{len(split.test)} test images on {device}")
 
-    ages = torch.arange(config.min_age, config.max_age + 1, dtype=torch.float32, device=device)
+    ages = config.age_grid(device)
     _check_ages([records[i].age for i in split.train + split.val + split.test], config)
     loss_kwargs = loss_config_kwargs(loss, config)
     model = build_model(config.arch, config.num_classes, config.pretrained).to(device)

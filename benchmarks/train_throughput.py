@@ -33,7 +33,7 @@ def measure(source, config: Config, device, autocast, channels_last: bool, steps
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
-    ages = torch.arange(config.min_age, config.max_age + 1, dtype=torch.float32, device=device)
+    ages = config.age_grid(device)
     kw = loss_kwargs("mean_variance", config)
     # One warm-up step (kernel selection, worker start-up), then `steps` timed steps, pipeline included.
     train_one_epoch(model, itertools.islice(source.train_batches(0), 1), mean_variance_loss, opt, ages,

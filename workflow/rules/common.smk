@@ -65,8 +65,6 @@ def _check_training():
     from ageest.errors import ConfigError
 
     training = dict(config["training"])
-    if "epochs" in training and isinstance(training["epochs"], int) and training["epochs"] < 1:
-        config_error("training.epochs", f"must be at least 1 (got {training['epochs']})")
     if "save_model" in training:
         config_error("training.save_model", "set keep_models instead (it decides whether model.pt is kept)")
     try:
