@@ -15,18 +15,25 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def normalize(x_uint8_nhwc: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, H, W, 3) -> float32 (N, 3, H, W), ImageNet-normalised."""
-    x = x_uint8_nhwc.permute(0, 3, 1, 2).float().div_(255)
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+def _imagenet_normalize_(x: torch.Tensor, value_range: float) -> torch.Tensor:
+    """In place: float (N, 3, H, W) with values in 0..value_range -> ImageNet-normalised. The one
+    place the normalisation is done; torchvision's Normalize(IMAGENET_MEAN, IMAGENET_STD) is the
+    plain pipeline's equal."""
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1) * value_range
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1) * value_range
     return x.sub_(mean).div_(std)
 
 
+def normalize(x_uint8_nhwc: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> float32 (N, 3, H, W), ImageNet-normalised."""
+    return _imagenet_normalize_(x_uint8_nhwc.permute(0, 3, 1, 2).float().div_(255), 1)
+
+
 def center_crop(x_uint8_nhwc: torch.Tensor, size: int) -> torch.Tensor:
-    """The evaluation view: the central size x size window (the seed's CenterCrop)."""
+    """The evaluation view: the central size x size window, placed as the seed's (torchvision's)
+    CenterCrop places it: offset round((H - size) / 2), with Python's half-to-even rounding."""
     h, w = x_uint8_nhwc.shape[1:3]
-    top, left = (h - size) // 2, (w - size) // 2
+    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
     return x_uint8_nhwc[:, top:top + size, left:left + size]
 
 
@@ -75,6 +82,4 @@ def augment_batch(x_uint8_nhwc: torch.Tensor, out_size: int, rotate: float, shea
     grid = F.affine_grid(theta, [n, 3, out_size, out_size], align_corners=False)
     # Warp raw 0..255 values so out-of-image zeros stay black after normalisation.
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    mean = torch.tensor(IMAGENET_MEAN, device=out.device).view(1, 3, 1, 1) * 255
-    std = torch.tensor(IMAGENET_STD, device=out.device).view(1, 3, 1, 1) * 255
-    return out.sub_(mean).div_(std)
+    return _imagenet_normalize_(out, 255)
