@@ -29,7 +29,7 @@ from PIL import Image
 
 from .errors import DataError
 from .fgnet import load_rgb
-from .landmarks import find_pts, read_pts
+from .landmarks import default_points_dir, find_pts, read_pts
 
 LEFT_EYE = slice(27, 31)
 RIGHT_EYE = slice(32, 36)
@@ -107,7 +107,7 @@ def make_alignment_preview(images_dir, out_png, n: int = 6, size: int = 160, see
     """Write a PNG of `n` random images (letterboxed, keypoints marked) each beside its aligned
     crop, three pairs per row. `points_dir` defaults to the sibling `points/` folder."""
     images_dir = Path(images_dir)
-    points_dir = Path(points_dir) if points_dir else images_dir.parent / "points"
+    points_dir = Path(points_dir) if points_dir else default_points_dir(images_dir)
     if not images_dir.is_dir():
         raise DataError(f"{images_dir}: images folder not found")
     if not points_dir.is_dir():

@@ -23,6 +23,7 @@ from .config import Config, add_config_arguments, load_config
 from .errors import DataError
 from .fgnet import Record, data_fingerprint, load_rgb, scan_images
 from .io import atomic_path, write_json_atomic
+from .landmarks import default_points_dir  # noqa: F401  (re-exported: train and baselines import it from here)
 
 CACHE_VERSION = 1
 
@@ -57,10 +58,6 @@ def preprocess_image(record: Record, size: int, align: str, points_dir: Path | N
         if not fallback:
             raise
         return square_resize(rgb, size), True
-
-
-def default_points_dir(images_dir: Path) -> Path:
-    return images_dir.parent / "points"
 
 
 def cache_meta(records: Sequence[Record], config: Config, points_dir: Path | None) -> dict:

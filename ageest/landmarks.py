@@ -79,3 +79,9 @@ def find_pts(points_dir, image_path) -> Path | None:
         if p.suffix.lower() == ".pts" and p.stem.lower() == stem:
             return p
     return None
+
+
+def default_points_dir(images_dir) -> Path:
+    """Where the landmark files of an image folder are unless said otherwise: FG-NET's layout,
+    `points/` beside `images/` (the download, `ageest synth`, the cache and the previews use it)."""
+    return Path(images_dir).parent / "points"

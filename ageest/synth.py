@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import DataError
-from .landmarks import write_pts
+from .landmarks import default_points_dir, write_pts
 
 # Target age density, per year of age, shaped like FG-NET's (mean ~16, few over 50).
 _AGE_DENSITY = np.array([3.8] * 20 + [1.9] * 10 + [1.1] * 10 + [0.7] * 10 + [0.2] * 20)
@@ -380,10 +380,11 @@ def _write_one(job) -> str:
     outdir, seed, photo, (s, age, suffix) = job
     img, lm, mode = _render_one(seed, s, photo, age)
     name = f"{s:03d}A{age:02d}{suffix}"
-    path = Path(outdir) / "images" / f"{name}.JPG"
+    images = Path(outdir) / "images"
+    path = images / f"{name}.JPG"
     quality = int(np.random.default_rng([seed, s, photo, 2]).integers(75, 96))
     Image.fromarray(img, mode=mode).save(path, quality=quality)
-    write_pts(Path(outdir) / "points" / f"{name.lower()}.pts", lm)
+    write_pts(default_points_dir(images) / f"{name.lower()}.pts", lm)
     return str(path)
 
 
@@ -396,7 +397,7 @@ def make_synthetic(outdir, seed: int = 0, n_subjects: int = 82, workers: int | N
     outdir = Path(outdir)
     try:
         (outdir / "images").mkdir(parents=True, exist_ok=True)
-        (outdir / "points").mkdir(parents=True, exist_ok=True)
+        default_points_dir(outdir / "images").mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise DataError(f"{outdir}: cannot create output folders ({e.strerror})") from None
     plan = synthetic_plan(seed, n_subjects)

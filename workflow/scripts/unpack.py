@@ -6,6 +6,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from ageest.landmarks import default_points_dir
+
 sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
 archive, out = Path(snakemake.input[0]), Path(snakemake.output[0])  # noqa: F821
 with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
@@ -19,5 +21,5 @@ with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
     shutil.move(str(jpg_dirs[0]), out / "images")
     pts_dirs = sorted({p.parent for p in Path(tmp).rglob("*.pts")})
     if len(pts_dirs) == 1:
-        shutil.move(str(pts_dirs[0]), out / "points")
+        shutil.move(str(pts_dirs[0]), default_points_dir(out / "images"))
 print(f"unpacked {archive} -> {out}", file=sys.stderr)
