@@ -1,6 +1,9 @@
 """`ageest predict`: faces found, aligned as in training, one age each, drawn on a copy."""
 
+import re
+
 import cv2
+import numpy as np
 import pytest
 
 from ageest.cli import main
@@ -26,17 +29,59 @@ def _photo(tmp_path, faces, name):
     return path, boxes
 
 
+LINE = re.compile(r"^(?P<src>.+) face (?P<i>\d+) at \((?P<box>[\d, ]+)\): age (?P<age>[\d.]+) \(\+/- (?P<std>[\d.]+)\)$")
+
+
+def _overlap(a, b):
+    """Intersection over the smaller of two (x, y, w, h) boxes."""
+    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    return max(w, 0) * max(h, 0) / min(a[2] * a[3], b[2] * b[3])
+
+
 @pytest.mark.parametrize("faces", [[(30, 11)], [(8, 12), (55, 13)]])
 def test_one_age_per_face(aligned_model, tmp_path, capsys, faces):
+    import torch
+
+    from ageest.fgnet import load_rgb
+    from ageest.predict import load_model, predict_image
+
     photo, boxes = _photo(tmp_path, faces, "group.jpg")
     out = tmp_path / "annotated.jpg"
     assert main(["predict", str(photo), "--model", str(aligned_model), "--output", str(out)]) == 0
-    lines = [l for l in capsys.readouterr().out.splitlines() if "age" in l]
-    assert len(lines) == len(faces)
-    assert all("face" in l and "+/-" in l for l in lines)
-    drawn = cv2.imread(str(out))
-    assert drawn is not None and drawn.shape[:2] == (480, 640)
-    assert (drawn.astype(int) - cv2.imread(str(photo)).astype(int)).any()
+    printed = [LINE.match(l) for l in capsys.readouterr().out.splitlines()]
+    assert len(printed) == len(faces) and all(printed), printed
+    # The printed ages are the model's estimates for the faces found, one per face, in order.
+    model, config = load_model(aligned_model, torch.device("cpu"))
+    estimates = predict_image(model, config, load_rgb(photo), torch.device("cpu"))
+    assert [int(m["i"]) for m in printed] == list(range(1, len(faces) + 1))
+    for m, e in zip(printed, estimates):
+        assert tuple(int(v) for v in m["box"].split(",")) == e.box
+        assert (m["age"], m["std"]) == (f"{e.age:.1f}", f"{e.std:.1f}")
+        assert config.min_age <= e.age <= config.max_age
+    # Each detected box is on a face of the photo.
+    assert all(max(_overlap(e.box, b) for b in boxes) > 0.5 for e in estimates), ([e.box for e in estimates], boxes)
+    # What is drawn: the box in its colour (BGR (0, 220, 0)) along each face box's left and right
+    # edges, where the photo had no such green, and yellow label text just above or inside the box.
+    drawn = cv2.imread(str(out)).astype(int)
+    original = cv2.imread(str(photo)).astype(int)
+    assert drawn.shape == original.shape == (480, 640, 3)
+
+    def green(img, x, y0, y1):
+        col = img[y0:y1, x]
+        return np.median(col[:, 1]) > 170 and np.median(col[:, 0]) < 80 and np.median(col[:, 2]) < 80
+
+    def yellow_pixels(img, x0, x1, y0, y1):
+        region = img[max(y0, 0):y1, max(x0, 0):x1]
+        return int(((region[..., 2] > 180) & (region[..., 1] > 180) & (region[..., 0] < 100)).sum())
+
+    for e in estimates:
+        x, y, w, h = e.box
+        for edge in (x, x + w):
+            assert green(drawn, edge, y + h // 4, y + 3 * h // 4), (e.box, edge)
+            assert not green(original, edge, y + h // 4, y + 3 * h // 4), (e.box, edge)
+        label = (x, x + w, y - 30, y + 30)
+        assert yellow_pixels(drawn, *label) > 20 and yellow_pixels(original, *label) == 0, e.box
 
 
 def test_no_face_is_an_error(aligned_model, tmp_path, capsys):

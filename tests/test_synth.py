@@ -65,12 +65,30 @@ def test_deterministic_and_independent_of_workers(synset, tmp_path):
         make_synthetic(tmp_path / d, seed=0, n_subjects=2, workers=1)
     for sub in ("images", "points"):
         names = sorted(p.name for p in (tmp_path / "a" / sub).iterdir())
+        assert names
         for n in names:
             data = (tmp_path / "a" / sub / n).read_bytes()
             assert data == (tmp_path / "b" / sub / n).read_bytes() == (out / sub / n).read_bytes()
-    other = make_synthetic(tmp_path / "c", seed=1, n_subjects=2, workers=1)
-    assert [p.name for p in other] != names or any(
-        p.read_bytes() != (tmp_path / "a" / "images" / p.name).read_bytes() for p in other)
+
+
+def test_different_seeds_give_different_data(tmp_path):
+    a = make_synthetic(tmp_path / "a", seed=0, n_subjects=2, workers=1)
+    b = make_synthetic(tmp_path / "b", seed=1, n_subjects=2, workers=1)
+    assert synthetic_plan(0, 2) != synthetic_plan(1, 2)
+    assert sorted(p.name for p in a) != sorted(p.name for p in b)  # other ages
+
+    def look(p):  # pixels, not JPEG bytes: grey, on a common grid
+        return np.asarray(Image.open(p).convert("L").resize((64, 64)), float)
+
+    looks_a = [look(p) for p in a]
+    for p in b:  # no image of seed 1 repeats one of seed 0
+        assert min(np.abs(look(p) - q).mean() for q in looks_a) > 3, p.name
+    same_name = sorted({p.name for p in a} & {p.name for p in b})
+    assert same_name  # one subject at one age under both seeds: a different photo, other landmarks
+    for n in same_name:
+        assert np.abs(look(tmp_path / "a" / "images" / n) - look(tmp_path / "b" / "images" / n)).mean() > 3
+        pts = n[:-4].lower() + ".pts"
+        assert not np.allclose(read_pts(tmp_path / "a" / "points" / pts), read_pts(tmp_path / "b" / "points" / pts))
 
 
 def test_points_match_drawn_face(synset):

@@ -129,22 +129,38 @@ def test_killed_fold_resumes_to_the_same_result(synth_small, tmp_path):
     assert (ref / "predictions.tsv").read_text() == (out / "predictions.tsv").read_text()
 
 
+# `ageest train`, whose process sends itself SIGTERM (as SLURM does before a time limit) while the
+# batch stream of epoch EPOCH (0-based) hands out batch BATCH: no race with the test, no sleeping.
+SIGTERM_MID_EPOCH = """
+import os, signal, sys
+from ageest import data
+from ageest.cli import main
+EPOCH, BATCH = 1, 3
+inner = data.TensorSource.train_batches
+def train_batches(self, epoch, start=0):
+    for b, batch in enumerate(inner(self, epoch, start), start):
+        if (epoch, b) == (EPOCH, BATCH):
+            os.kill(os.getpid(), signal.SIGTERM)
+        yield batch
+data.TensorSource.train_batches = train_batches
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def test_sigterm_saves_state_mid_epoch_and_resumes(synth_small, tmp_path):
     out = tmp_path / "term"
     cmd = _train_cmd(synth_small, out, "epochs=3", "batch_size=4")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    while not proc.stdout.readline().startswith("epoch 1/3"):
-        pass
-    proc.send_signal(signal.SIGTERM)  # during epoch 2 (of about 20 batches)
-    _, err = proc.communicate(timeout=120)
-    if proc.returncode == 0:
-        pytest.skip("fold finished before SIGTERM arrived")
-    assert proc.returncode == 2 and "state saved" in err and "Traceback" not in err
+    r = subprocess.run([sys.executable, "-c", SIGTERM_MID_EPOCH] + cmd[3:], capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "stopped by signal" in r.stderr and "in epoch 2" in r.stderr and "state saved" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and "epoch 1/3" in r.stdout and "epoch 2/3" not in r.stdout
     assert (out / STATE_FILE).exists() and not (out / "metrics.json").exists()
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    assert r.returncode == 0 and "resuming" in r.stdout
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and "resuming" in r.stdout, r.stdout + r.stderr
     ref = tmp_path / "ref"
-    subprocess.run(_train_cmd(synth_small, ref, "epochs=3", "batch_size=4"), check=True, capture_output=True)
+    subprocess.run(_train_cmd(synth_small, ref, "epochs=3", "batch_size=4"), check=True, capture_output=True,
+                   timeout=600)
     assert (ref / "predictions.tsv").read_text() == (out / "predictions.tsv").read_text()
     assert not (out / STATE_FILE).exists()  # removed once the fold is done (keep_checkpoint false)
 
