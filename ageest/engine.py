@@ -52,9 +52,10 @@ def uses_bf16(device: torch.device, precision: str) -> bool:
     if device.type == "cuda":
         return _cuda_native_bf16(device)
     if device.type == "cpu":
-        # bf16 is only faster than fp32 with native bf16 instructions (AVX-512 BF16 / AMX).
+        # bf16 is only faster than fp32 with native bf16 instructions (AVX-512 BF16 / AMX). torch's
+        # mkldnn bf16 check is not that: it also says yes on plain AVX-512, where bf16 is emulated.
         try:
-            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+            return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
         except (AttributeError, RuntimeError):
             return False
     return False
