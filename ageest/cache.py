@@ -1,8 +1,9 @@
 """Decode, align and resize every image once per study into one uint8 array fold jobs memory-map.
 
 The cache is `NAME.npy` (N, S, S, 3) with `NAME.npy.json` beside it (image names, data
-fingerprint, geometry). It is built under a file lock and renamed into place, so many fold jobs
-starting at once build it once and never read a half-written one.
+fingerprint, the digest of the landmark files it was aligned with, geometry). It is built under a
+file lock and renamed into place, so many fold jobs starting at once build it once and never read
+a half-written one.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ import numpy as np
 
 from .config import Config, add_config_arguments, load_config
 from .errors import DataError
-from .fgnet import Record, data_fingerprint, load_rgb, scan_images
+from .fgnet import Record, data_fingerprint, landmarks_digest, load_rgb, scan_images
 from .io import atomic_path, write_json_atomic
-from .landmarks import default_points_dir  # noqa: F401  (re-exported: train and baselines import it from here)
+from .landmarks import default_points_dir  # re-exported: train and baselines import it from here
 
 CACHE_VERSION = 1
 
@@ -61,10 +62,17 @@ def preprocess_image(record: Record, size: int, align: str, points_dir: Path | N
 
 
 def cache_meta(records: Sequence[Record], config: Config, points_dir: Path | None) -> dict:
+    """What a cache is built from: every key but points_dir must match for a cache to be used.
+
+    `landmarks`: with alignment, the digest of the `.pts` bytes each image is aligned with
+    (fgnet.landmarks_digest), so an edited landmark file never reuses the old aligned crops.
+    """
+    aligned = config.align != "none"
     return {
         "version": CACHE_VERSION,
         "names": [r.name for r in records],
         "fingerprint": data_fingerprint(records),
+        "landmarks": landmarks_digest(points_dir, list(records)) if aligned else None,
         "size": config.resize_size,
         "align": config.align,
         "align_fallback": config.align_fallback,
@@ -109,6 +117,17 @@ def read_meta(path: Path) -> dict | None:
         return None
 
 
+def _landmarks_edited_since(path: Path, records: Sequence[Record], points_dir: Path | None) -> list[str]:
+    """The landmark files of `records` modified after the cache at `path` was finished."""
+    from .landmarks import find_pts
+
+    if points_dir is None or not Path(points_dir).is_dir():
+        return []
+    built = path.with_name(path.name + ".json").stat().st_mtime
+    found = (find_pts(points_dir, r.path) for r in records)
+    return sorted(p.name for p in found if p is not None and p.stat().st_mtime > built)
+
+
 def open_cache(path: str | Path, records: Sequence[Record], config: Config, points_dir: Path | None,
                build: bool = True) -> tuple[np.ndarray, dict]:
     """The cached array for these records and geometry, memory-mapped read-only.
@@ -134,6 +153,15 @@ def open_cache(path: str | Path, records: Sequence[Record], config: Config, poin
                                "built_by_pid": os.getpid()})
             meta = read_meta(path)
         have_key = {k: meta.get(k) for k in want_key}
+        if "landmarks" not in meta and want_key["landmarks"] is not None:
+            # Built before caches recorded their landmarks: trusted only if no landmark file it
+            # aligned with has changed since it was finished.
+            edited = _landmarks_edited_since(path, records, points_dir)
+            if edited:
+                raise DataError(f"preprocessing cache {path} predates landmark file(s) edited since "
+                                f"({', '.join(edited[:5])}{', ...' if len(edited) > 5 else ''}); "
+                                "delete it or point --cache elsewhere")
+            have_key["landmarks"] = want_key["landmarks"]
         if have_key != want_key:
             diff = [k for k in want_key if have_key[k] != want_key[k]]
             raise DataError(f"preprocessing cache {path} was built for other data or settings "
@@ -144,9 +172,14 @@ def open_cache(path: str | Path, records: Sequence[Record], config: Config, poin
     return arr, meta
 
 
-def default_cache_path(records: Sequence[Record], config: Config) -> Path:
+def default_cache_path(records: Sequence[Record], config: Config, points_dir: Path | None = None) -> Path:
+    """$AGEEST_CACHE_DIR (default ~/.cache/ageest)/TAG.npy, TAG naming the data (with alignment,
+    the landmark files too: `points_dir`, default points/ beside the images) and the geometry."""
     root = Path(os.environ.get("AGEEST_CACHE_DIR") or Path.home() / ".cache" / "ageest")
-    tag = f"{data_fingerprint(records)}-{config.align}{'-fb' if config.align_fallback else ''}-{config.resize_size}"
+    if config.align != "none" and points_dir is None and records:
+        points_dir = default_points_dir(records[0].path.parent)
+    fingerprint = data_fingerprint(records, points_dir if config.align != "none" else None)
+    tag = f"{fingerprint}-{config.align}{'-fb' if config.align_fallback else ''}-{config.resize_size}"
     return root / f"{tag}.npy"
 
 

@@ -111,12 +111,41 @@ def manifest_text(records: list[Record]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def data_fingerprint(records: list[Record]) -> str:
-    """Hash of file names and sizes: cheap, and changes when any image is added, removed or replaced
-    by one of a different size. (The workflow's checksum rule verifies content byte by byte.)"""
+def landmarks_digest(points_dir: str | Path | None, records: list[Record] | None = None) -> str | None:
+    """SHA-256 (16 hex) of landmark files' names and bytes; None without a points folder.
+
+    With `records`: the `.pts` each image aligns with (`landmarks.find_pts`, FG-NET's lower-case
+    names), '-' for an image that has none, so a file edited, added or removed for any of them
+    changes it. Without: every `.pts` file in the folder (what a checksum list would cover).
+    """
+    from .landmarks import find_pts
+
+    if points_dir is None:
+        return None
+    d = Path(points_dir)
+    if records is None:
+        files = sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() == ".pts") if d.is_dir() else []
+        pairs = [(p.name, p) for p in files]
+    else:
+        pairs = [(r.name, find_pts(d, r.path) if d.is_dir() else None) for r in records]
+    h = hashlib.sha256()
+    for name, p in pairs:
+        h.update(f"{name}\t{p.name if p else '-'}\t{hashlib.sha256(p.read_bytes()).hexdigest() if p else '-'}\n"
+                 .encode())
+    return h.hexdigest()[:16]
+
+
+def data_fingerprint(records: list[Record], points_dir: str | Path | None = None) -> str:
+    """Hash of image file names and sizes, and with `points_dir` of the landmark files the images
+    align with (their bytes: `landmarks_digest`). Cheap; changes when an image is added, removed or
+    replaced by one of a different size, or a landmark file is edited. (The workflow's checksum
+    rule verifies every image and landmark file byte by byte.) Without `points_dir` (unaligned
+    data) it is the images' part alone, as before landmarks were covered."""
     h = hashlib.sha256()
     for r in records:
         h.update(f"{r.name}\t{r.path.stat().st_size}\n".encode())
+    if points_dir is not None:
+        h.update(f"landmarks\t{landmarks_digest(points_dir, records)}\n".encode())
     return h.hexdigest()[:16]
 
 

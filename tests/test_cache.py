@@ -47,3 +47,67 @@ def test_cache_of_other_data_or_geometry_refused(blobs, tmp_path):
         open_cache(path, records[1:], CFG, None)
     with pytest.raises(DataError, match="not found"):
         open_cache(tmp_path / "other.npy", records, CFG, None, build=False)
+
+
+ALIGNED = CFG.replace(align="landmarks")
+
+
+@pytest.fixture
+def aligned_data(synth_small, tmp_path):
+    """A writable copy of the synthetic faces with their landmark files: (images, points)."""
+    import shutil
+
+    root = shutil.copytree(synth_small.parent, tmp_path / "synth")
+    return root / "images", root / "points"
+
+
+def _nudge(pts_file):
+    """Move one eye landmark (point 28, one the alignment uses) 6 pixels to the right."""
+    text = pts_file.read_text()
+    lines = text.splitlines(keepends=True)
+    x, y = lines[3 + 28].split()
+    lines[3 + 28] = f"{float(x) + 6:.4f} {y}\n"
+    pts_file.write_text("".join(lines))
+    assert pts_file.read_text() != text
+
+
+def test_edited_landmark_file_is_not_served_from_the_cache(aligned_data, tmp_path):
+    from ageest.cache import default_cache_path
+
+    images, points = aligned_data
+    records = scan_images(images)
+    path = tmp_path / "cache.npy"
+    before, meta = open_cache(path, records, ALIGNED, points)
+    assert meta["landmarks"] is not None
+    default_before = default_cache_path(records, ALIGNED)
+    unaligned_default = default_cache_path(records, CFG)
+    _nudge(points / f"{records[5].path.stem.lower()}.pts")
+    with pytest.raises(DataError, match="differs in: landmarks"):
+        open_cache(path, records, ALIGNED, points)
+    # The default cache path names the landmarks too: an edit gets a cache of its own.
+    assert default_cache_path(records, ALIGNED) != default_before
+    assert default_cache_path(records, CFG) == unaligned_default  # unaligned: no landmarks in it
+    # Rebuilt (the workflow deletes the old one), the edited landmark gives another aligned crop.
+    path.unlink()
+    after, _ = open_cache(path, records, ALIGNED, points)
+    assert not np.array_equal(before[5], after[5]) and np.array_equal(before[4], after[4])
+
+
+def test_cache_from_before_landmarks_were_recorded(aligned_data, tmp_path):
+    import json
+    import os
+
+    images, points = aligned_data
+    records = scan_images(images)
+    path = tmp_path / "cache.npy"
+    open_cache(path, records, ALIGNED, points)
+    meta_file = tmp_path / "cache.npy.json"
+    old = json.loads(meta_file.read_text())
+    del old["landmarks"]
+    meta_file.write_text(json.dumps(old))
+    victim = points / f"{records[2].path.stem.lower()}.pts"
+    os.utime(victim, (1, 1))  # untouched since long before the cache: still trusted
+    open_cache(path, records, ALIGNED, points)
+    _nudge(victim)  # edited after it was built: refused, naming the file
+    with pytest.raises(DataError, match=f"predates landmark file.*{victim.name}"):
+        open_cache(path, records, ALIGNED, points)

@@ -86,3 +86,41 @@ def test_fingerprint_changes_with_data(blobs):
     victim = sorted(blobs.glob("*.JPG"))[0]
     victim.write_bytes(victim.read_bytes() + b"\0")
     assert data_fingerprint(scan_images(blobs)) != a
+
+
+def _with_points(blobs):
+    """The blobs with one 68-point .pts file each, in points/ beside images/ (lower-case names)."""
+    from ageest.landmarks import write_pts
+
+    points = blobs.parent / "points"
+    points.mkdir()
+    for i, p in enumerate(sorted(blobs.glob("*.JPG"))):
+        write_pts(points / f"{p.stem.lower()}.pts", [(10 + i + k % 7, 20 + k % 11) for k in range(68)])
+    return points
+
+
+def test_fingerprint_covers_landmark_files(blobs):
+    points = _with_points(blobs)
+    records = scan_images(blobs)
+    images_only, aligned = data_fingerprint(records), data_fingerprint(records, points)
+    assert images_only != aligned
+    victim = sorted(points.iterdir())[4]
+    text = victim.read_text()
+    victim.write_text(text.replace(".0000 ", ".5000 ", 1))  # half a pixel on one point: same size
+    assert victim.read_text() != text and len(victim.read_text()) == len(text)
+    assert data_fingerprint(records, points) != aligned  # the edit is seen
+    assert data_fingerprint(records) == images_only  # unaligned: landmarks play no part
+    victim.unlink()  # a missing landmark file changes it too
+    assert data_fingerprint(records, points) not in (aligned, images_only)
+
+
+def test_landmarks_digest_whole_folder_or_used_files(blobs):
+    from ageest.fgnet import landmarks_digest
+
+    points = _with_points(blobs)
+    records = scan_images(blobs)
+    folder, used = landmarks_digest(points), landmarks_digest(points, records)
+    (points / "999a01.pts").write_text(sorted(points.iterdir())[0].read_text())
+    assert landmarks_digest(points) != folder  # an extra file counts for the folder (the checksums)
+    assert landmarks_digest(points, records) == used  # not for the images' own landmark files
+    assert landmarks_digest(None) is None

@@ -266,6 +266,42 @@ def test_download_unpack_verify(tmp_path, fake):
     assert "Rule: download" not in out and "rule download" not in out
 
 
+def test_edited_landmark_file_rebuilds_the_cache_and_reruns_the_folds(tmp_path, fake):
+    import shutil
+
+    root = shutil.copytree(fake[0].parent, tmp_path / "FGNET")
+    images, victim = root / "images", root / "points" / "005a09.pts"
+    # The project's list format: images by name, landmark files as ../points/NAME.
+    sums = tmp_path / "sums.sha256"
+    sums.write_text("".join(f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}\n"
+                            for p in sorted(images.iterdir()))
+                    + "".join(f"{hashlib.sha256(p.read_bytes()).hexdigest()}  ../points/{p.name}\n"
+                              for p in sorted((root / "points").iterdir())))
+    work = tmp_path / "work"
+    over = write_yaml(tmp_path / "over.yaml", {"data": {"images": str(images), "sha256": None},
+                                               "training": {"image_size": 32}})
+    rc, out = snakemake(work, "results/data/cache.npy", "--configfile", CONFIG, over, "--cores", "1")
+    assert rc == 0, out
+    rc, out = snakemake(work, "--configfile", CONFIG, over, "-n", "--quiet", "rules")
+    assert rc == 0 and "prepare" not in job_counts(out) and job_counts(out)["train"] == 10, out
+
+    text = victim.read_text()
+    victim.write_text(text.replace("\n3 27\n", "\n3.5 27\n"))  # point 27 (an eye) moved half a pixel
+    assert victim.read_text() != text
+    rc, out = snakemake(work, "--configfile", CONFIG, over, "-n")
+    assert rc == 0, out
+    counts = job_counts(out)
+    assert counts["prepare"] == 1 and counts["train"] == 10, counts  # cache rebuilt, every fold rerun
+    assert "manifest" not in counts, counts  # the landmarks are not in the image list
+    assert "Params have changed since last execution" in out, out
+
+    # Against a list that covers the landmark files, verification names the edited one.
+    over = write_yaml(tmp_path / "over.yaml", {"data": {"images": str(images), "sha256": str(sums)},
+                                               "training": {"image_size": 32}})
+    rc, out = snakemake(work, "results/data/checksums.ok", "--configfile", CONFIG, over, "--cores", "1")
+    assert rc != 0 and "altered (1): ../points/005a09.pts" in out, out
+
+
 # --- a real run of the demo ------------------------------------------------------------------
 
 

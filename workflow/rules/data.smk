@@ -1,7 +1,25 @@
 # The data: FG-NET from a folder (or downloaded once), or the demo's synthetic set; verified file
-# by file against the project's SHA-256 list, listed in a manifest, and decoded once into a cache
-# that every fold job memory-maps. ImageNet weights are fetched here too, by a local rule, so
-# compute nodes without internet never need it.
+# by file (images and landmark files) against the project's SHA-256 list, listed in a manifest, and
+# decoded once into a cache that every fold job memory-maps. ImageNet weights are fetched here too,
+# by a local rule, so compute nodes without internet never need it.
+
+from ageest.checksums import LANDMARKS, read_sums
+from ageest.fgnet import landmarks_digest, scan_images
+from ageest.landmarks import default_points_dir
+
+# Digests of the landmark files' bytes, as job parameters: edit, add or remove a `.pts` file and the
+# parameter changes, so Snakemake reruns the job (and, after the cache, every fold).
+# PREPARE_LANDMARKS: the files the images are aligned with, when training aligns on them.
+# VERIFY_LANDMARKS: every `.pts` file of the folder, when the checksum list covers them.
+# Only for a data folder given as is: data made by a rule (download, synth) does not exist yet when
+# a first run is planned, so a digest would differ on the next run and redo everything. For those,
+# `ageest` itself refuses a cache whose landmark files changed (its cache key holds the digest).
+_GIVEN_FOLDER = DATA_RULE is None
+PREPARE_LANDMARKS = (landmarks_digest(default_points_dir(IMAGES), scan_images(IMAGES))
+                     if _GIVEN_FOLDER and config["training"].get("align", "none") != "none" else None)
+VERIFY_LANDMARKS = (landmarks_digest(default_points_dir(IMAGES))
+                    if _GIVEN_FOLDER and SUMS and read_sums(SUMS, LANDMARKS) else None)
+
 
 if DATA_RULE == "download":
 
@@ -60,6 +78,7 @@ if SUMS:
             "results/data/checksums.ok",
         params:
             images=IMAGES,
+            landmarks=VERIFY_LANDMARKS,
         conda:
             "../envs/ageest.yaml"
         log:
@@ -108,6 +127,7 @@ rule prepare:
         meta=f"{CACHE}.json",
     params:
         images=IMAGES,
+        landmarks=PREPARE_LANDMARKS,
     threads: train_threads()
     resources:
         mem_mb=config["resources"]["prepare_mem_mb"],
