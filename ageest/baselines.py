@@ -105,12 +105,14 @@ def run_baselines(images: str | Path, methods: Sequence[str], subjects: Sequence
         raise ConfigError(f"unknown baseline(s) {', '.join(unknown)} (known: {', '.join(BASELINES)})")
     images = Path(images)
     records = scan_images(images)
-    fingerprint = data_fingerprint(records)
+    points_dir = Path(points) if points else default_points_dir(images)
+    # As train's: the landmark files count as data when the config aligns (gather compares them).
+    fingerprint = data_fingerprint(records, points_dir if config.align != "none" else None)
     ages = np.array([r.age for r in records], dtype=np.float64)
     features = None
     if "ridge" in methods:
-        points_dir = Path(points) if points else default_points_dir(images)
-        arr, _ = open_cache(cache or default_cache_path(records, config), records, config, points_dir)
+        arr, _ = open_cache(cache or default_cache_path(records, config, points_dir), records, config,
+                            points_dir)
         features = grey_features(arr, config.image_size)
     results = []
     for subject in subjects:

@@ -50,7 +50,9 @@ def run_fold(images: str | Path, subject: int, loss: str, out: str | Path, confi
     out = check_writable(out)
     state_path = check_writable(state_dir or out) / STATE_FILE
     records = scan_images(images)
-    fingerprint = data_fingerprint(records)
+    points_dir = Path(points) if points else default_points_dir(images)
+    # With alignment the landmark files are part of the data: an edited .pts is another data set.
+    fingerprint = data_fingerprint(records, points_dir if config.align != "none" else None)
     split, split_digest = fold_split(records, subject, config, split_file)
     identity = {"subject": subject, "loss": loss, "data_fingerprint": fingerprint,
                 "config": config.result_keys(), "split": split_digest}
@@ -63,7 +65,6 @@ def run_fold(images: str | Path, subject: int, loss: str, out: str | Path, confi
         torch.backends.cudnn.benchmark = True
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
-    points_dir = Path(points) if points else default_points_dir(images)
     channels_last = config.channels_last and device.type != "mps"
     sources, fallback = _make_sources(records, split, config, device, cache, points_dir, channels_last)
     train_src, val_src, test_src = sources
@@ -178,7 +179,8 @@ def _make_sources(records, split, config: Config, device, cache, points_dir, cha
     if config.pipeline == "plain":
         return [PlainSource([records[i] for i in idx], config, device, points_dir)
                 for idx in (split.train, split.val, split.test)], 0
-    arr, meta = open_cache(cache or default_cache_path(records, config), records, config, points_dir)
+    arr, meta = open_cache(cache or default_cache_path(records, config, points_dir), records, config,
+                           points_dir)
     fell = set(meta.get("fallback", []))
     used = split.train + split.val + split.test
     fallback = sum(records[i].name in fell for i in used)
