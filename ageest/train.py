@@ -85,7 +85,8 @@ def run_fold(images: str | Path, subject: int, loss: str, out: str | Path, confi
     head = {id(p) for p in head_parameters(model)}
     frozen_bns = backbone_batchnorms(model) if config.freeze_bn else []
 
-    st = {"epoch": 0, "epoch_state": None, "history": [], "best": None, "best_mae": None}
+    st = {"epoch": 0, "epoch_state": None, "history": [], "best": None, "best_mae": None,
+          "attempt_seconds": []}
     if state_path.exists():
         st = _resume(state_path, identity, model, optimizer, scheduler, device)
         log(f"resuming from {state_path}: epoch {st['epoch'] + 1}"
@@ -95,6 +96,11 @@ def run_fold(images: str | Path, subject: int, loss: str, out: str | Path, confi
     previous = {s: signal.signal(s, lambda signum, _f: stop.update(signal=signum))
                 for s in (signal.SIGTERM, signal.SIGINT)}
     last_save = time.monotonic()
+    earlier = st["attempt_seconds"]  # wall time of the runs this one resumes, as saved by each
+
+    def attempts() -> list[float]:
+        """Seconds of every run of this fold so far, this one included (kept in the state)."""
+        return [*earlier, time.perf_counter() - t_start]
 
     def interrupted(where: str) -> Interrupted:
         return Interrupted(f"fold {subject:03d} {loss}: stopped by signal {stop['signal']} {where}; "
@@ -111,7 +117,7 @@ def run_fold(images: str | Path, subject: int, loss: str, out: str | Path, confi
                 ages, loss_kwargs=loss_kwargs, autocast=autocast, state=es,
                 should_stop=lambda: stop["signal"] is not None, keep_eval=frozen_bns if frozen else ())
             if not finished:
-                st.update(epoch=epoch, epoch_state=es.to_dict())
+                st.update(epoch=epoch, epoch_state=es.to_dict(), attempt_seconds=attempts())
                 _save_state(state_path, identity, st, model, optimizer, scheduler)
                 raise interrupted(f"in epoch {epoch + 1}")
             lr = optimizer.param_groups[0]["lr"]
@@ -138,6 +144,7 @@ def run_fold(images: str | Path, subject: int, loss: str, out: str | Path, confi
             done = epoch + 1 == config.epochs
             if not done and (stop["signal"] is not None
                              or time.monotonic() - last_save >= config.checkpoint_every_s):
+                st["attempt_seconds"] = attempts()
                 _save_state(state_path, identity, st, model, optimizer, scheduler)
                 last_save = time.monotonic()
             if stop["signal"] is not None and not done:
@@ -150,13 +157,14 @@ def run_fold(images: str | Path, subject: int, loss: str, out: str | Path, confi
     model.load_state_dict(st["best"]["state"])
     tm = evaluate(model, test_src.eval_batches(), loss_fn, ages, loss_kwargs=loss_kwargs, autocast=autocast)
     test_records = [records[i] for i in split.test]
+    runs = attempts()  # seconds: every run of the fold added up (a resumed fold ran more than once)
     metrics = {
         "subject": subject, "loss": loss, "n_train": len(split.train), "n_val": len(split.val),
         "n_test": len(split.test), "best_epoch": st["best"]["epoch"], "val_loss": st["best"]["val_loss"],
         "val_mae": st["best"]["val_mae"], "best_val_mae_epoch": st["best_mae"]["epoch"],
         "best_val_mae": st["best_mae"]["val_mae"], "test_mae": tm["mae"],
         "test_mae_rounded": float(np.abs(np.rint(tm["predicted_age"]) - tm["age"]).mean()),
-        "test_loss": tm["loss"], "seconds": time.perf_counter() - t_start,
+        "test_loss": tm["loss"], "seconds": sum(runs), "attempt_seconds": runs,
         "train_seconds": sum(r["seconds"] for r in st["history"]), "device": str(device),
         "bf16": uses_bf16(device, config.precision), "precision": precision_name(device, config.precision),
         "unaligned_fallback": fallback,
@@ -209,6 +217,7 @@ def _save_state(path: Path, identity: dict, st: dict, model, optimizer, schedule
         rng["cuda"] = torch.cuda.get_rng_state_all()
     save_torch_atomic(path, {"identity": identity, "epoch": st["epoch"], "epoch_state": st["epoch_state"],
                              "history": st["history"], "best": st["best"], "best_mae": st["best_mae"],
+                             "attempt_seconds": st["attempt_seconds"],
                              "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                              "scheduler": scheduler.state_dict(), "rng": rng})
 
@@ -231,7 +240,8 @@ def _resume(path: Path, identity: dict, model, optimizer, scheduler, device) -> 
         torch.cuda.set_rng_state_all([s.cpu() for s in ck["rng"]["cuda"]])
     if ck["best"] is not None:
         ck["best"]["state"] = {k: v.cpu() for k, v in ck["best"]["state"].items()}
-    return {k: ck[k] for k in ("epoch", "epoch_state", "history", "best", "best_mae")}
+    return {**{k: ck[k] for k in ("epoch", "epoch_state", "history", "best", "best_mae")},
+            "attempt_seconds": ck.get("attempt_seconds", [])}
 
 
 def save_model(path: Path, model, config: Config, metrics: dict) -> None:
