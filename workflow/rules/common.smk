@@ -92,9 +92,15 @@ def training_config():
 
 
 def train_resources():
+    """A fold's memory, time limit and GPU, from the study's config alone (a profile's set-resources
+    for train would override them, so profiles/slurm sets none of these). On SLURM the fold is told
+    by SIGTERM before its time limit (`ageest train` then saves its state and exits; the retry
+    resumes): two minutes before, or a tenth of the limit for limits under 20 minutes."""
+    runtime = int(config["resources"]["train_runtime"])
     res = {
         "mem_mb": config["resources"]["train_mem_mb"],
-        "runtime": config["resources"]["train_runtime"],
+        "runtime": runtime,
+        "slurm_extra": f"--signal=TERM@{min(120, max(10, 6 * runtime))}",
     }
     if config["resources"]["gpu"]:
         res["gpu"] = 1
@@ -104,6 +110,37 @@ def train_resources():
 def train_threads():
     """Cores a training job reserves from Snakemake's --cores."""
     return int(config["resources"]["train_threads"])
+
+
+def profile_placeholders():
+    """Resources still at a profile's placeholder (profiles/slurm ships YOUR_ACCOUNT,
+    YOUR_CPU_PARTITION, YOUR_GPU_PARTITION): ["default-resources: slurm_account (YOUR_ACCOUNT)", ...]."""
+    settings = workflow.resource_settings
+    left = []
+
+    def scan(where, resources):
+        for name, value in resources.items():
+            text = str(getattr(value, "raw", value)).strip("'\"")
+            if text.startswith("YOUR_"):
+                left.append(f"{where}{name} ({text})")
+
+    scan("default-resources: ", settings.default_resources or {})
+    for rule, resources in (settings.overwrite_resources or {}).items():
+        scan(f"set-resources: {rule}: ", resources)
+    return left
+
+
+PROFILE_PLACEHOLDERS = profile_placeholders()
+if PROFILE_PLACEHOLDERS:
+    print("Profile placeholders not filled in yet: " + "; ".join(PROFILE_PLACEHOLDERS)
+          + ". A dry run plans with them; a real run stops before submitting anything.", file=sys.stderr)
+
+
+onstart:
+    # Not called for dry runs: planning with an unfilled profile is fine, submitting is not.
+    if PROFILE_PLACEHOLDERS:
+        raise WorkflowError("fill in the profile (profiles/slurm/config.yaml) before running: "
+                            + "; ".join(PROFILE_PLACEHOLDERS) + " still hold placeholders")
 
 
 def torch_threads(wildcards, threads):
