@@ -184,12 +184,14 @@ def test_profile_dry_run(tmp_path, profile):
     train = job_resources(out, "train")
     assert len(train) == 4
     if profile == "slurm":  # only with snakemake-executor-plugin-slurm installed (the test extra)
-        for r in train:  # a GPU partition, one GPU, the time limit and the SIGTERM warning
-            assert (r["slurm_partition"], r["gpu"], r["runtime"], r["mem_mb"]) == \
-                ("YOUR_GPU_PARTITION", "1", "360", "32000"), r
+        # Threads, memory and time limit come from the study config (the demo: CPU, 30 min,
+        # 2000 MB), the partition and account from the profile, the SIGTERM warning from the rule.
+        for r in train:
+            assert (r["slurm_partition"], r["runtime"], r["mem_mb"]) == ("YOUR_GPU_PARTITION", "30", "2000"), r
+            assert "gpu" not in r, r  # the demo trains on CPU: no GPU asked for
             assert r["slurm_extra"] == "--signal=TERM@120" and r["slurm_account"] == "YOUR_ACCOUNT", r
         (prepare,) = job_resources(out, "prepare")
-        assert (prepare["slurm_partition"], prepare["mem_mb"]) == ("YOUR_CPU_PARTITION", "16000"), prepare
+        assert (prepare["slurm_partition"], prepare["mem_mb"]) == ("YOUR_CPU_PARTITION", "2000"), prepare
     else:
         assert all("slurm_partition" not in r for r in train)
 
