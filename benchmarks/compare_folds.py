@@ -35,8 +35,11 @@ def main() -> None:
     ap.add_argument("--reference", default=None, help="variant the others are compared with, per subject")
     ap.add_argument("--variant", action="append", default=[], help="NAME:key=value,key=value (lists in brackets, e.g. lr_milestones=[10,15])")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--out", default=None,
+                    help="folder for the variants' folds (OUT/NAME/NNN; default: a new temporary folder), "
+                         "so that runs in parallel processes can be compared afterwards with --reuse")
     args = ap.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="ageest-compare-"))
+    root = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="ageest-compare-"))
     rows = []
     for spec in args.reuse:
         name, _, folder = spec.partition("=")
