@@ -304,6 +304,29 @@ def test_edited_landmark_file_rebuilds_the_cache_and_reruns_the_folds(tmp_path, 
     assert rc != 0 and "altered (1): ../points/005a09.pts" in out, out
 
 
+def test_failed_fold_shows_its_error_and_leaves_no_output(tmp_path, fake):
+    """A fold that fails for good: its error in Snakemake's own output (on SLURM: in the job's log,
+    tests/cluster/slurm_e2e.sh test d), not only in the fold's log; no partial fold left behind."""
+    import os
+    import shutil
+
+    root = shutil.copytree(fake[0].parent, tmp_path / "FGNET")
+    work = tmp_path / "work"
+    over = write_yaml(tmp_path / "over.yaml", {"data": {"images": str(root / "images"), "sha256": None},
+                                               "training": {"image_size": 32, "epochs": 1}})
+    rc, out = snakemake(work, "results/data/cache.npy", "--configfile", CPU, over, "--cores", "1")
+    assert rc == 0, out
+    victim = root / "images" / "005A09.JPG"
+    stamp = victim.stat().st_mtime
+    victim.write_bytes(victim.read_bytes()[:100])  # corrupt after the cache, same time stamp:
+    os.utime(victim, (stamp, stamp))              # nothing for Snakemake to rerun
+    rc, out = snakemake(work, "results/folds/softmax/001/metrics.json", "--configfile", CPU, over, "--cores", "1")
+    err = "was built for other data or settings (differs in: fingerprint)"
+    assert rc != 0 and "ageest train failed (exit 2); the end of results/logs/train/softmax/001.log:" in out, out
+    assert err in out and err in (work / "results/logs/train/softmax/001.log").read_text(), out
+    assert not (work / "results" / "folds").exists() or not any((work / "results" / "folds").rglob("*.*"))
+
+
 # --- a real run of the demo ------------------------------------------------------------------
 
 

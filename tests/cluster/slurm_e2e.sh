@@ -409,15 +409,16 @@ test_d() {
     grep -qF "$err" "$wd.log" || { tail -60 "$wd.log"; fail "Snakemake's output does not show the fold's error"; }
     grep -q "^Exiting because a job execution failed" "$wd.log" || fail "Snakemake did not stop"
     grep -qF "$err" "$wd/results/logs/train/softmax/001.log" || fail "the fold's log lacks the error"
-    # Each attempt's SLURM log says that the fold failed and where its error is; the message itself
-    # is in the fold's log (the rule sends ageest's output there), shown above by Snakemake.
+    # Each attempt's SLURM log shows the error itself (the train rule prints the end of the fold's
+    # log when ageest fails), and says that the fold failed and where its whole log is.
     logs=$(ls "$wd"/.snakemake/slurm_logs/rule_train/softmax_001/*.log)
     [[ $(wc -w <<<"$logs") == 4 ]] || fail "expected 4 attempts (retries: 3), SLURM logs: $logs"
     for f in $logs; do
+        grep -qF "$err" "$f" || { tail -40 "$f"; fail "SLURM log $f does not show the fold's error"; }
         grep -q "^Error in rule train:" "$f" && grep -qF "log: results/logs/train/softmax/001.log (check log file(s)" "$f" \
             || fail "SLURM log $f does not report the failed fold"
     done
-    echo "4 attempts (the profile's retries: 3), each SLURM log reports the failed fold and its log;" \
+    echo "4 attempts (the profile's retries: 3), each SLURM log shows the error and names the fold's log;" \
         "Snakemake's output shows:"
     grep -m1 -F "$err" "$wd.log"
     [[ -z $(find "$wd/results/folds" -type f 2>/dev/null) ]] || fail "partial fold output left: $(find "$wd/results/folds" -type f)"

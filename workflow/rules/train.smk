@@ -75,7 +75,11 @@ rule train:
         "--leave-subject {params.subject} --loss {wildcards.loss} --out {params.outdir:q} "
         "--config {input.config:q} --cache {input.cache:q} --split {input.split:q} "
         "--state-dir {params.state:q} "
-        "--set threads={params.torch_threads} > {log} 2>&1"
+        "--set threads={params.torch_threads} > {log} 2>&1 "
+        # A failure's own message belongs where the user looks first: Snakemake's output and, on
+        # SLURM, the job's log, not only in the fold's log.
+        "|| {{ status=$?; echo \"ageest train failed (exit $status); the end of {log}:\" >&2; "
+        "tail -n 20 {log:q} >&2; exit $status; }}"
 
 
 rule baseline:
