@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .losses import LossFn, expected_age
+from .losses import LossFn, Predict, expected_age
 
 TERMS = ("loss", "ce", "mean", "var")
 
@@ -122,8 +122,9 @@ def train_one_epoch(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torc
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], loss_fn: LossFn,
              ages: torch.Tensor, *, loss_kwargs: dict | None = None,
-             autocast=contextlib.nullcontext) -> dict:
-    """Loss, MAE and per-image predictions (expected age and its spread, in years)."""
+             autocast=contextlib.nullcontext, predict: Predict = expected_age) -> dict:
+    """Loss, MAE and per-image predictions (age and its spread, in years, as the loss's `predict`
+    makes them from the outputs: the expected age for all but CORAL)."""
     model.eval()
     means, stds, targets = [], [], []
     loss_sum, n = torch.zeros((), device=ages.device), 0
@@ -131,7 +132,7 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tenso
         with autocast():
             logits = model(x)
         loss_sum += loss_fn(logits, y, ages, **(loss_kwargs or {}))["loss"].float() * x.shape[0]
-        mean, std = expected_age(logits, ages)
+        mean, std = predict(logits, ages)
         means.append(mean)
         stds.append(std)
         targets.append(y.float())

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 Tensor = torch.Tensor
@@ -71,17 +72,25 @@ def _class_index(target: Tensor, ages: Tensor) -> Tensor:
 
 
 LossFn = Callable[..., Dict[str, Tensor]]
+Head = Callable[[int, int], nn.Module]
+Predict = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
 
 
 @dataclass(frozen=True)
 class LossSpec:
-    """A registered loss: its function and the training-config keys it takes as keyword arguments.
+    """A registered loss: its function, the training-config keys it takes as keyword arguments,
+    its output layer and how its outputs become an age.
 
+    head(in_features, num_classes) builds the network's last layer (a K-way Linear unless the
+    loss needs another). predict(outputs, ages) -> (age, spread), both (N,) in years: training's
+    evaluation, metrics, predictions.tsv and `ageest predict` all go through it.
     Calling a LossSpec calls its function, so `LOSSES[name](logits, target, ages, ...)` works.
     """
 
     fn: LossFn
     config_keys: tuple[str, ...] = ()
+    head: Head = nn.Linear
+    predict: Predict = expected_age
 
     def __call__(self, *args: Any, **kwargs: Any) -> Dict[str, Tensor]:
         return self.fn(*args, **kwargs)
@@ -101,15 +110,16 @@ LOSSES: Dict[str, LossSpec] = {
 
 def get_loss(name: str) -> LossFn:
     """The loss function registered as `name`; ConfigError naming the known ones otherwise."""
-    return _spec(name).fn
+    return loss_spec(name).fn
 
 
 def loss_kwargs(name: str, config: Any) -> Dict[str, Any]:
     """The keyword arguments loss `name` takes from `config`, as its registry entry declares them."""
-    return _spec(name).kwargs(config)
+    return loss_spec(name).kwargs(config)
 
 
-def _spec(name: str) -> LossSpec:
+def loss_spec(name: str) -> LossSpec:
+    """The registry entry of loss `name`; ConfigError naming the known ones otherwise."""
     from .errors import ConfigError
 
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -17,11 +18,13 @@ _WEIGHTS = {
 }
 
 
-def build_model(arch: str = "resnet34", num_classes: int = 70, pretrained: str = "none") -> nn.Module:
-    """ResNet backbone with head BatchNorm1d(F) -> Dropout(0.5) -> Linear(F, num_classes).
+def build_model(arch: str = "resnet34", num_classes: int = 70, pretrained: str = "none",
+                head: Callable[[int, int], nn.Module] = nn.Linear) -> nn.Module:
+    """ResNet backbone with head BatchNorm1d(F) -> Dropout(0.5) -> head(F, num_classes).
 
     pretrained: 'imagenet' (torchvision's weights from the local torch hub cache), 'none', or a
     path to a state-dict file (an ImageNet-style backbone, or a full model of this shape).
+    head: the last layer's factory, a K-way Linear unless the loss has its own (its LossSpec.head).
     """
     if arch not in _WEIGHTS:
         raise ConfigError(f"config key 'arch': unknown architecture {arch!r}")
@@ -31,7 +34,7 @@ def build_model(arch: str = "resnet34", num_classes: int = 70, pretrained: str =
     elif pretrained != "none":
         _load_backbone(model, _read_state_dict(Path(pretrained)), str(pretrained))
     features = model.fc.in_features
-    model.fc = nn.Sequential(nn.BatchNorm1d(features), nn.Dropout(0.5), nn.Linear(features, num_classes))
+    model.fc = nn.Sequential(nn.BatchNorm1d(features), nn.Dropout(0.5), head(features, num_classes))
     return model
 
 

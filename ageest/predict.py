@@ -16,19 +16,23 @@ from .config import field_names, from_dict
 from .devices import resolve_device
 from .errors import AgeestError, DataError
 from .fgnet import load_rgb
-from .losses import expected_age
+from .losses import loss_spec
 from .model import build_model
 
 
 @dataclass(frozen=True)
 class Estimate:
     box: tuple[int, int, int, int]  # x, y, w, h in the photo (the whole photo when not detected)
-    age: float  # expected age, years
-    std: float  # spread of the predicted age distribution, years
+    age: float  # predicted age, years: the expected age (CORAL: thresholds passed, see ageest.losses)
+    std: float  # spread of the prediction, years
 
 
 def load_model(path: str | Path, device: torch.device):
-    """A fold's model.pt -> (model in eval mode, config)."""
+    """A fold's model.pt -> (model in eval mode, config).
+
+    The model is built with its loss's head, and `model.predict_age` is that loss's predict
+    function (outputs, ages) -> (age, spread): the one training scored the fold with.
+    """
     p = Path(path)
     if not p.is_file():
         raise AgeestError(f"model file not found: {p}")
@@ -40,8 +44,10 @@ def load_model(path: str | Path, device: torch.device):
         raise
     except Exception as e:
         raise AgeestError(f"{p} is not an ageest model file ({type(e).__name__})") from None
-    model = build_model(config.arch, config.num_classes, "none")
+    spec = loss_spec(ck["loss"])
+    model = build_model(config.arch, config.num_classes, "none", spec.head)
     model.load_state_dict(ck["model"])
+    model.predict_age = spec.predict
     return model.to(device).eval(), config
 
 
@@ -65,7 +71,7 @@ def predict_image(model, config, rgb: np.ndarray, device: torch.device, detect: 
         return []
     x = torch.from_numpy(np.stack([v for _, v in views])).to(device)
     x = normalize(center_crop(x, config.image_size))
-    mean, std = expected_age(model(x), config.age_grid(device))
+    mean, std = model.predict_age(model(x), config.age_grid(device))
     return [Estimate(box, float(m), float(s)) for (box, _), m, s in zip(views, mean.cpu(), std.cpu())]
 
 

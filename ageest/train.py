@@ -20,7 +20,7 @@ from .engine import EpochState, autocast_for, evaluate, precision_name, train_on
 from .errors import AgeestError, DataError
 from .fgnet import data_fingerprint, scan_images
 from .io import check_writable, save_torch_atomic, write_json_atomic, write_text_atomic
-from .losses import get_loss, loss_kwargs as loss_config_kwargs
+from .losses import LOSSES, loss_spec
 from .model import backbone_batchnorms, build_model, head_parameters
 from .folds import fold_split, predictions_tsv, provenance
 
@@ -45,7 +45,8 @@ def run_fold(images: str | Path, subject: int, loss: str, out: str | Path, confi
     Returns the metrics dict.
     """
     t_start = time.perf_counter()
-    loss_fn = get_loss(loss)
+    spec = loss_spec(loss)
+    loss_fn = spec.fn
     images = Path(images)
     out = check_writable(out)
     state_path = check_writable(state_dir or out) / STATE_FILE
@@ -73,8 +74,8 @@ def run_fold(images: str | Path, subject: int, loss: str, out: str | Path, confi
 
     ages = config.age_grid(device)
     _check_ages([records[i].age for i in split.train + split.val + split.test], config)
-    loss_kwargs = loss_config_kwargs(loss, config)
-    model = build_model(config.arch, config.num_classes, config.pretrained).to(device)
+    loss_kwargs = spec.kwargs(config)
+    model = build_model(config.arch, config.num_classes, config.pretrained, spec.head).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     # Fused Adam: one kernel for all parameters (CPU too: 2x faster steps than the foreach default).
@@ -124,7 +125,7 @@ def run_fold(images: str | Path, subject: int, loss: str, out: str | Path, confi
             scheduler.step()
             t_val = time.perf_counter()
             vm = evaluate(model, val_src.eval_batches(), loss_fn, ages, loss_kwargs=loss_kwargs,
-                          autocast=autocast)
+                          autocast=autocast, predict=spec.predict)
             t_val = time.perf_counter() - t_val
             row = {"epoch": epoch + 1, **{k: tm[k] for k in ("train_loss", "train_ce", "train_mean",
                                                               "train_var")},
@@ -155,7 +156,8 @@ def run_fold(images: str | Path, subject: int, loss: str, out: str | Path, confi
 
     # The test subject is scored once, with the model selected on validation loss.
     model.load_state_dict(st["best"]["state"])
-    tm = evaluate(model, test_src.eval_batches(), loss_fn, ages, loss_kwargs=loss_kwargs, autocast=autocast)
+    tm = evaluate(model, test_src.eval_batches(), loss_fn, ages, loss_kwargs=loss_kwargs, autocast=autocast,
+                  predict=spec.predict)
     test_records = [records[i] for i in split.test]
     runs = attempts()  # seconds: every run of the fold added up (a resumed fold ran more than once)
     metrics = {
@@ -262,7 +264,7 @@ def _history_tsv(rows: list[dict]) -> str:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", required=True, help="FG-NET-layout image folder")
     p.add_argument("--leave-subject", type=int, required=True, metavar="N", help="subject left out (test)")
-    p.add_argument("--loss", required=True, help="loss name (mean_variance, softmax)")
+    p.add_argument("--loss", required=True, help=f"loss name ({', '.join(LOSSES)})")
     p.add_argument("--out", required=True, help="output folder of the fold")
     add_config_arguments(p, "training config YAML")
     p.add_argument("--cache", default=None, help="preprocessing cache from `ageest prepare`")
