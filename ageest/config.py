@@ -17,6 +17,7 @@ _CHOICES = {
     "arch": ("resnet18", "resnet34", "resnet50"),
     "precision": ("auto", "bf16", "fp32"),
     "pipeline": ("fast", "plain"),
+    "sord_distance": ("absolute", "squared"),  # ageest.losses.SORD_DISTANCES (a test keeps them equal)
 }
 
 # Keys that change how a fold runs, not what it computes: ignored when checking that folds of one
@@ -52,6 +53,13 @@ class Config:
     arch: str = "resnet34"
     lambda1: float = 0.2
     lambda2: float = 0.05
+    # Each other loss's own keys (ageest.losses.LOSSES names which loss reads which).
+    dldl_sigma: float = 2.0  # years: sd of the Gaussian label distribution (dldl, dldl_v2)
+    dldl_v2_lambda: float = 1.0  # weight of the L1 expectation term (dldl_v2)
+    residue_lambda1: float = 0.2  # weight of the mean term (mean_residue)
+    residue_lambda2: float = 0.25  # weight of the residue term (mean_residue)
+    residue_k: int = 0  # top-K classes spared the residue term; 0: adaptive (mean_residue)
+    sord_distance: str = "absolute"  # SORD's metric between ages: absolute or squared (sord)
     min_age: int = 0
     max_age: int = 69
     align: str = "none"
@@ -134,8 +142,14 @@ def _validate(c: Config) -> None:
          "pretrained", "must be imagenet, none or a path to a .pt/.pth state-dict file")
     need(c.lambda1 >= 0, "lambda1", "must be >= 0")
     need(c.lambda2 >= 0, "lambda2", "must be >= 0")
+    need(c.dldl_sigma > 0, "dldl_sigma", "must be positive (years)")
+    need(c.dldl_v2_lambda >= 0, "dldl_v2_lambda", "must be >= 0")
+    need(c.residue_lambda1 >= 0, "residue_lambda1", "must be >= 0")
+    need(c.residue_lambda2 >= 0, "residue_lambda2", "must be >= 0")
     need(c.min_age >= 0, "min_age", "must be >= 0")
     need(c.max_age > c.min_age, "max_age", "must be greater than min_age")
+    need(0 <= c.residue_k < c.num_classes, "residue_k",
+         f"must be 0 (adaptive) or a number of top classes below the {c.num_classes} ages")
     need(c.threads >= 0, "threads", "must be >= 0")
     need(c.checkpoint_every_s >= 0, "checkpoint_every_s", "must be >= 0")
     need(c.folds_per_gpu >= 1, "folds_per_gpu", "must be at least 1")

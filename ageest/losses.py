@@ -1,7 +1,9 @@
-"""Losses for age estimation as classification over ages, and the one `expected_age` helper.
+"""Losses for age estimation, each a registry entry, and the one `expected_age` helper.
 
-Ages are classes `min_age .. max_age`; the predicted age is the expectation of the softmax
-(Pan et al., "Mean-Variance Loss for Deep Age Estimation from a Face", CVPR 2018).
+Ages are classes `min_age .. max_age`, one per year. All losses but CORAL read the network's K
+outputs as logits of a distribution over those ages, and predict its expectation (Pan et al.,
+"Mean-Variance Loss for Deep Age Estimation from a Face", CVPR 2018). CORAL has a head of its own
+(K-1 binary outputs) and predicts by counting the thresholds passed; its registry entry says so.
 Every function is pure and device-agnostic: it works on whatever device its tensors are on.
 """
 
@@ -53,11 +55,166 @@ def mean_variance_loss(logits: Tensor, target: Tensor, ages: Tensor, lambda1: fl
                        lambda2: float = 0.05) -> Dict[str, Tensor]:
     """Softmax CE + lambda1 * mean loss + lambda2 * variance loss (Pan et al., CVPR 2018, eq. 6).
 
+    logits: (N, K); target: (N,) ages in years; ages: (K,).
     Returns {'loss', 'ce', 'mean', 'var'} (scalars); 'loss' is the one to backpropagate.
     """
     ce = F.cross_entropy(_at_least_fp32(logits), _class_index(target, ages))
     mean_l, var_l = mean_variance_terms(logits, target, ages)
     return {"loss": ce + lambda1 * mean_l + lambda2 * var_l, "ce": ce, "mean": mean_l, "var": var_l}
+
+
+def soft_labels(target: Tensor, ages: Tensor, penalty: Callable[[Tensor], Tensor]) -> Tensor:
+    """Target distribution q_k = exp(-penalty(a_k - y)) / sum_j exp(-penalty(a_j - y)).
+
+    target: (N,) true ages; ages: (K,); penalty maps the (N, K) age differences, in years, to
+    non-negative costs. Returns q, (N, K), each row summing to 1 over the K class ages (float32).
+    A discretised Gaussian (DLDL) is penalty d^2 / (2 sigma^2); SORD's soft labels are its metric.
+    """
+    a = ages.to(dtype=torch.float32)
+    diff = a[None, :] - target.to(device=a.device, dtype=a.dtype)[:, None]
+    return torch.softmax(-penalty(diff), dim=1)
+
+
+def gaussian_labels(target: Tensor, ages: Tensor, sigma: float) -> Tensor:
+    """DLDL's label distribution: a Gaussian N(y, sigma^2) (sigma in years) at the class ages,
+    normalised over them (Gao et al., TIP 2017). (N,) -> (N, K)."""
+    if not sigma > 0:
+        raise ValueError(f"sigma must be positive (got {sigma})")
+    return soft_labels(target, ages, lambda d: d ** 2 / (2 * sigma ** 2))
+
+
+def dldl_loss(logits: Tensor, target: Tensor, ages: Tensor, dldl_sigma: float = 2.0) -> Dict[str, Tensor]:
+    """DLDL: KL(q || softmax(logits)), q the Gaussian label distribution around the true age.
+
+    Gao, Xing, Xie, Wu & Geng, "Deep Label Distribution Learning With Label Ambiguity", IEEE TIP
+    2017. dldl_sigma: the Gaussian's sd in years, default 2 (DLDL-v2's, and Paplham & Franc's
+    reimplementation's, CVPR 2024). logits: (N, K); target: (N,) ages in years; ages: (K,).
+    Returns {'loss', 'kl'} (nats, batch mean).
+    """
+    log_p = F.log_softmax(_at_least_fp32(logits), dim=1)
+    q = gaussian_labels(target, ages, dldl_sigma).to(log_p.dtype)
+    kl = F.kl_div(log_p, q, reduction="batchmean")  # sum_k q_k (log q_k - log p_k); 0 log 0 = 0
+    return {"loss": kl, "kl": kl}
+
+
+def l1_loss(logits: Tensor, target: Tensor, ages: Tensor) -> Dict[str, Tensor]:
+    """L1 regression on the expected age: mean |E[a] - y| in years, the plain regression baseline
+    (the same term is DLDL-v2's expectation loss). logits: (N, K); target: (N,) ages in years;
+    ages: (K,). Returns {'loss', 'l1'} (years)."""
+    mean, _ = expected_age(logits, ages)
+    l1 = (mean - target.to(mean.dtype)).abs().mean()
+    return {"loss": l1, "l1": l1}
+
+
+def dldl_v2_loss(logits: Tensor, target: Tensor, ages: Tensor, dldl_sigma: float = 2.0,
+                 dldl_v2_lambda: float = 1.0) -> Dict[str, Tensor]:
+    """DLDL-v2: KL(q || p) + lambda * |E[a] - y|, label distribution plus expectation regression.
+
+    Gao, Zhou, Wu & Geng, "Age Estimation Using Expectation of Label Distribution Learning",
+    IJCAI 2018: L = L_ld + lambda L_er, q DLDL's Gaussian (dldl_sigma, 2 years) and lambda 1 by
+    default. logits: (N, K); target: (N,) ages in years; ages: (K,). Returns {'loss', 'kl', 'l1'}.
+    """
+    kl = dldl_loss(logits, target, ages, dldl_sigma)["kl"]
+    l1 = l1_loss(logits, target, ages)["l1"]
+    return {"loss": kl + dldl_v2_lambda * l1, "kl": kl, "l1": l1}
+
+
+SORD_DISTANCES: Dict[str, Callable[[Tensor], Tensor]] = {
+    "absolute": torch.abs,
+    "squared": torch.square,
+}
+
+
+def sord_loss(logits: Tensor, target: Tensor, ages: Tensor,
+              sord_distance: str = "absolute") -> Dict[str, Tensor]:
+    """SORD: cross-entropy to soft labels q_k = softmax_k(-phi(y, a_k)), phi a metric in years.
+
+    Diaz & Marathe, "Soft Labels for Ordinal Regression", CVPR 2019.
+    sord_distance: phi = |y - a| ('absolute') or (y - a)^2 ('squared'). logits: (N, K);
+    target: (N,) ages in years; ages: (K,).
+    Returns {'loss', 'ce'}; CE is KL + the (constant) entropy of q, so the gradient is KL's.
+    """
+    if sord_distance not in SORD_DISTANCES:
+        raise ValueError(f"sord_distance must be one of {', '.join(SORD_DISTANCES)} (got {sord_distance!r})")
+    z = _at_least_fp32(logits)
+    q = soft_labels(target, ages, SORD_DISTANCES[sord_distance]).to(z.dtype)
+    ce = F.cross_entropy(z, q)
+    return {"loss": ce, "ce": ce}
+
+
+def mean_residue_loss(logits: Tensor, target: Tensor, ages: Tensor, residue_lambda1: float = 0.2,
+                      residue_lambda2: float = 0.25, residue_k: int = 0) -> Dict[str, Tensor]:
+    """Softmax CE + lambda1 * mean loss + lambda2 * residue loss (Zhao, Qian, Hou & Zeng,
+    "Adaptive Mean-Residue Loss for Robust Facial Age Estimation", ICME 2022).
+
+    mean loss    = 1/2 (E[a] - y)^2, as Pan et al.'s (years^2);
+    residue loss = -sum_{k outside the top K} p_k log p_k, the entropy of the probabilities left
+                   outside the top K classes (nats), so mass concentrates on a few ages.
+    residue_k = 0 is the adaptive K of the authors' code: the top classes are those at least as
+    probable as the true age's, so K follows each sample. residue_k >= 1 fixes K (the paper's
+    plain mean-residue loss). Which classes are outside is not differentiated through.
+    logits: (N, K); target: (N,) ages; ages: (K,). Returns {'loss', 'ce', 'mean', 'residue'}.
+    """
+    z = _at_least_fp32(logits)
+    log_p = F.log_softmax(z, dim=1)
+    p = log_p.exp()
+    idx = _class_index(target, ages)
+    ce = F.nll_loss(log_p, idx)
+    mean_l, _ = mean_variance_terms(logits, target, ages)
+    with torch.no_grad():
+        if residue_k == 0:
+            outside = p < p.gather(1, idx[:, None])
+        elif 1 <= residue_k < p.shape[1]:
+            outside = torch.ones_like(p, dtype=torch.bool).scatter_(1, p.topk(residue_k, dim=1).indices, False)
+        else:
+            raise ValueError(f"residue_k must be 0 (adaptive) or 1 .. {p.shape[1] - 1} (got {residue_k})")
+    residue = -(p * log_p * outside).sum(dim=1).mean()
+    return {"loss": ce + residue_lambda1 * mean_l + residue_lambda2 * residue, "ce": ce, "mean": mean_l,
+            "residue": residue}
+
+
+class CoralHead(nn.Module):
+    """CORAL's output layer: K-1 logits g_k = w.x + b_k, one weight vector shared by the K-1 binary
+    tasks "age > a_k" and one bias each (Cao, Mirjalili & Raschka 2020). (N, F) -> (N, K-1)."""
+
+    def __init__(self, in_features: int, num_classes: int):
+        super().__init__()
+        self.shared = nn.Linear(in_features, 1, bias=False)
+        # Biases start ordered (decreasing), the order the rank-consistency theorem says they keep.
+        self.bias = nn.Parameter(torch.arange(num_classes - 1, 0, -1, dtype=torch.float32) / (num_classes - 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.shared(x) + self.bias
+
+
+def coral_loss(logits: Tensor, target: Tensor, ages: Tensor) -> Dict[str, Tensor]:
+    """CORAL: binary cross-entropy of the K-1 tasks "age > a_k", summed over tasks, batch mean.
+
+    Cao, Mirjalili & Raschka, "Rank consistent ordinal regression for neural networks with
+    application to age estimation", Pattern Recognition Letters 140 (2020), with every task
+    weight lambda_k = 1. logits: (N, K-1) from CoralHead; target: (N,) ages in years;
+    ages: (K,). Returns {'loss', 'bce'} (nats).
+    """
+    z = _at_least_fp32(logits)
+    if z.shape[1] != len(ages) - 1:
+        raise ValueError(f"CORAL takes K-1 = {len(ages) - 1} outputs for {len(ages)} ages (got {z.shape[1]})")
+    bce = F.binary_cross_entropy_with_logits(z, _levels(target, ages, z.dtype), reduction="none").sum(1).mean()
+    return {"loss": bce, "bce": bce}
+
+
+def coral_age(logits: Tensor, ages: Tensor) -> tuple[Tensor, Tensor]:
+    """CORAL's prediction: a_0 + the number of tasks with P(age > a_k) > 0.5, in whole years, not a
+    softmax expectation. The spread is sqrt(sum_k P_k (1 - P_k)), the sd of that count were the
+    K-1 answers independent. logits: (N, K-1); ages: (K,). Returns (age (N,), spread (N,))."""
+    prob = torch.sigmoid(_at_least_fp32(logits))
+    age = ages[0].to(prob) + (prob > 0.5).sum(dim=1).to(prob.dtype)
+    return age, (prob * (1 - prob)).sum(dim=1).sqrt()
+
+
+def _levels(target: Tensor, ages: Tensor, dtype: torch.dtype) -> Tensor:
+    # Task k asks "age > a_k" for k = 0 .. K-2 (the oldest class has no task above it).
+    a = ages.to(device=target.device, dtype=torch.float32)
+    return (target.to(torch.float32)[:, None] > a[None, :-1]).to(dtype)
 
 
 def _at_least_fp32(x: Tensor) -> Tensor:
@@ -100,11 +257,18 @@ class LossSpec:
         return {k: getattr(config, k) for k in self.config_keys}
 
 
-# A third loss is one entry away: write its function, register it here with the config keys it
-# reads (add any new key to ageest.config.Config), and name it in the config's `losses:`.
+# Another loss is one entry away: write its function (logits, target, ages, **its keys), register
+# it here with the config keys it reads (each a field of ageest.config.Config), a head and a
+# predict function if it is not a softmax over the ages, and name it in the config's `losses:`.
 LOSSES: Dict[str, LossSpec] = {
     "mean_variance": LossSpec(mean_variance_loss, ("lambda1", "lambda2")),
     "softmax": LossSpec(softmax_loss),
+    "dldl": LossSpec(dldl_loss, ("dldl_sigma",)),
+    "dldl_v2": LossSpec(dldl_v2_loss, ("dldl_sigma", "dldl_v2_lambda")),
+    "mean_residue": LossSpec(mean_residue_loss, ("residue_lambda1", "residue_lambda2", "residue_k")),
+    "sord": LossSpec(sord_loss, ("sord_distance",)),
+    "l1": LossSpec(l1_loss),
+    "coral": LossSpec(coral_loss, head=CoralHead, predict=coral_age),
 }
 
 

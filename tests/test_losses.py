@@ -94,3 +94,228 @@ def test_each_loss_declares_its_config_keys():
         pytest.approx(mean_variance_loss(logits, target, AGES, lambda1=0.7, lambda2=0.3)["loss"].item())
     with pytest.raises(ConfigError, match="unknown loss 'huber'"):
         loss_kwargs("huber", c)
+
+
+# --- the published losses: each checked against a value worked out by hand ---------------------
+
+from math import exp, log
+
+from ageest.config import _CHOICES
+from ageest.losses import (SORD_DISTANCES, CoralHead, coral_age, coral_loss, dldl_loss, dldl_v2_loss,
+                           gaussian_labels, l1_loss, mean_residue_loss, sord_loss)
+
+# Two samples over ages 0, 1, 2: p = (1/4, 1/4, 1/2) with mean 1.25, and p uniform with mean 1.
+TWO = torch.tensor([[0.0, 0.0, math.log(2)], [0.0, 0.0, 0.0]])
+P_TWO = [[0.25, 0.25, 0.5], [1 / 3, 1 / 3, 1 / 3]]
+
+
+def _normalised(w):
+    return [x / sum(w) for x in w]
+
+
+def _kl(q, p):
+    return sum(a * log(a / b) for a, b in zip(q, p))
+
+
+def test_dldl_by_hand():
+    # sigma = 1: q_k ~ exp(-(k - y)^2 / 2); y = 0 -> (1, e^-1/2, e^-2), y = 1 -> (e^-1/2, 1, e^-1/2).
+    target = torch.tensor([0.0, 1.0])
+    q = [_normalised([1, exp(-0.5), exp(-2)]), _normalised([exp(-0.5), 1, exp(-0.5)])]
+    assert gaussian_labels(target, AGES, 1.0).tolist() == [pytest.approx(r) for r in q]
+    kl = (_kl(q[0], P_TWO[0]) + _kl(q[1], P_TWO[1])) / 2  # 0.3101...
+    out = dldl_loss(TWO, target, AGES, dldl_sigma=1.0)
+    assert out["loss"].item() == pytest.approx(kl) and out["kl"].item() == pytest.approx(kl)
+
+
+def test_dldl_v2_by_hand():
+    target = torch.tensor([0.0, 1.0])
+    q = [_normalised([1, exp(-0.5), exp(-2)]), _normalised([exp(-0.5), 1, exp(-0.5)])]
+    kl = (_kl(q[0], P_TWO[0]) + _kl(q[1], P_TWO[1])) / 2
+    l1 = (abs(1.25 - 0) + abs(1.0 - 1)) / 2  # expected ages 1.25 and 1
+    out = dldl_v2_loss(TWO, target, AGES, dldl_sigma=1.0, dldl_v2_lambda=0.5)
+    assert out["kl"].item() == pytest.approx(kl)
+    assert out["l1"].item() == pytest.approx(0.625)
+    assert out["loss"].item() == pytest.approx(kl + 0.5 * l1)
+
+
+def test_l1_by_hand():
+    out = l1_loss(TWO, torch.tensor([2.0, 0.0]), AGES)
+    assert out["loss"].item() == pytest.approx((0.75 + 1.0) / 2)
+
+
+@pytest.mark.parametrize("distance, phi", [("absolute", abs), ("squared", lambda d: d * d)])
+def test_sord_by_hand(distance, phi):
+    # y = 2: q_k ~ exp(-phi(2 - k)); y = 0: q_k ~ exp(-phi(k)). CE = -sum q log p.
+    q = [_normalised([exp(-phi(2 - k)) for k in range(3)]), _normalised([exp(-phi(k)) for k in range(3)])]
+    ce = -sum(qk * log(pk) for qr, pr in zip(q, P_TWO) for qk, pk in zip(qr, pr)) / 2
+    out = sord_loss(TWO, torch.tensor([2.0, 0.0]), AGES, sord_distance=distance)
+    assert out["loss"].item() == pytest.approx(ce) and out["ce"].item() == pytest.approx(ce)
+
+
+# Ages 0..3, p = (.1, .2, .3, .4) for both samples: expected age 2; targets 1 and 3.
+P4 = torch.log(torch.tensor([[0.1, 0.2, 0.3, 0.4]] * 2))
+AGES4 = torch.arange(4.0)
+
+
+def _h(*ps):
+    return -sum(p * log(p) for p in ps)
+
+
+def test_mean_residue_adaptive_by_hand():
+    # Adaptive K: the residue is the classes less probable than the true age's. y = 1 (p .2): {0};
+    # y = 3 (p .4): {0, 1, 2}.
+    out = mean_residue_loss(P4, torch.tensor([1.0, 3.0]), AGES4, residue_lambda1=0.2, residue_lambda2=0.25)
+    ce = -(log(0.2) + log(0.4)) / 2
+    mean_l = (0.5 * (2 - 1) ** 2 + 0.5 * (2 - 3) ** 2) / 2
+    residue = (_h(0.1) + _h(0.1, 0.2, 0.3)) / 2
+    assert out["ce"].item() == pytest.approx(ce)
+    assert out["mean"].item() == pytest.approx(mean_l)
+    assert out["residue"].item() == pytest.approx(residue)
+    assert out["loss"].item() == pytest.approx(ce + 0.2 * mean_l + 0.25 * residue)
+
+
+def test_mean_residue_fixed_k_by_hand():
+    # K = 2 keeps ages 2 and 3 (p .3, .4) whatever the target: the residue is classes 0 and 1.
+    out = mean_residue_loss(P4, torch.tensor([1.0, 3.0]), AGES4, residue_lambda1=0.0, residue_lambda2=1.0,
+                            residue_k=2)
+    ce = -(log(0.2) + log(0.4)) / 2
+    assert out["residue"].item() == pytest.approx(_h(0.1, 0.2))
+    assert out["loss"].item() == pytest.approx(ce + _h(0.1, 0.2))
+
+
+def test_coral_by_hand_and_its_prediction():
+    # Ages 10, 11, 12: tasks "age > 10", "age > 11". sigmoid(ln 3) = 3/4, sigmoid(-ln 3) = 1/4.
+    ages = torch.tensor([10.0, 11.0, 12.0])
+    g = torch.tensor([[math.log(3), -math.log(3)], [math.log(3), 0.0]])
+    target = torch.tensor([11.0, 12.0])  # levels (1, 0) and (1, 1)
+    bce = (-log(0.75) - log(1 - 0.25) + (-log(0.75) - log(0.5))) / 2
+    out = coral_loss(g, target, ages)
+    assert out["loss"].item() == pytest.approx(bce) and out["bce"].item() == pytest.approx(bce)
+    age, spread = coral_age(g, ages)
+    assert age.tolist() == [11.0, 11.0]  # 10 + the number of P(age > a_k) above 0.5 (0.5 is not)
+    assert spread.tolist() == pytest.approx([math.sqrt(2 * 0.75 * 0.25), math.sqrt(0.75 * 0.25 + 0.25)])
+
+
+def test_coral_head_shares_one_weight_vector():
+    torch.manual_seed(0)
+    head = CoralHead(8, 5)
+    out = head(torch.randn(3, 8))
+    assert out.shape == (3, 4) and head.shared.weight.shape == (1, 8) and head.bias.shape == (4,)
+    # Every task sees the same w.x: outputs differ between tasks only by their biases.
+    assert torch.allclose(out - out[:, :1], (head.bias - head.bias[0]).expand(3, 4), atol=1e-6)
+    assert torch.all(head.bias[:-1] > head.bias[1:])  # starts rank-ordered
+
+
+@pytest.mark.parametrize("fn", [dldl_loss, sord_loss])
+def test_soft_label_gradient_is_p_minus_q(fn):
+    # KL(q || p) and CE(q, p) with p = softmax(z) both have gradient (p - q) / N in z.
+    torch.manual_seed(0)
+    z = (2 * torch.randn(3, 6, dtype=torch.float64)).requires_grad_()
+    y = torch.tensor([0.0, 2.4, 5.0], dtype=torch.float64)
+    ages = torch.arange(6.0)
+    fn(z, y, ages)["loss"].backward()
+    q = gaussian_labels(y, ages, 2.0) if fn is dldl_loss else torch.softmax(-(ages[None] - y[:, None].float()).abs(), 1)
+    expected = (torch.softmax(z.detach(), 1) - q.double()) / 3
+    assert torch.allclose(z.grad, expected, atol=1e-6)
+
+
+def test_loss_errors():
+    with pytest.raises(ValueError, match="sigma must be positive"):
+        dldl_loss(TWO, torch.tensor([0.0, 1.0]), AGES, dldl_sigma=0.0)
+    with pytest.raises(ValueError, match="sigma must be positive"):
+        dldl_v2_loss(TWO, torch.tensor([0.0, 1.0]), AGES, dldl_sigma=-1.0)
+    with pytest.raises(ValueError, match="sord_distance must be one of absolute, squared"):
+        sord_loss(TWO, torch.tensor([0.0, 1.0]), AGES, sord_distance="huber")
+    with pytest.raises(ValueError, match=r"residue_k must be 0 \(adaptive\) or 1 .. 3"):
+        mean_residue_loss(P4, torch.tensor([1.0, 3.0]), AGES4, residue_k=4)
+    with pytest.raises(ValueError, match="CORAL takes K-1 = 2 outputs for 3 ages"):
+        coral_loss(TWO, torch.tensor([0.0, 1.0]), AGES)
+
+
+@pytest.mark.parametrize("key, value, why", [
+    ("dldl_sigma", 0.0, "must be positive"), ("dldl_v2_lambda", -1.0, "must be >= 0"),
+    ("residue_lambda1", -0.1, "must be >= 0"), ("residue_lambda2", -0.1, "must be >= 0"),
+    ("residue_k", 70, "must be 0 .adaptive. or a number of top classes below the 70 ages"),
+    ("residue_k", -1, "must be 0"), ("sord_distance", "huber", "must be one of absolute, squared"),
+])
+def test_loss_config_keys_are_validated(key, value, why):
+    with pytest.raises(ConfigError, match=f"config key '{key}': {why}"):
+        Config(**{key: value})
+
+
+def test_sord_distances_are_the_configs_choices():
+    assert tuple(SORD_DISTANCES) == _CHOICES["sord_distance"]
+
+
+def test_every_loss_takes_bf16_outputs_and_gives_finite_gradients():
+    ages = torch.arange(5.0)
+    target = torch.tensor([0.0, 2.0, 4.0, 3.0])
+    for name, spec in LOSSES.items():
+        head = spec.head(6, len(ages))
+        out = head(torch.randn(4, 6)).bfloat16()
+        spec(out, target, ages, **loss_kwargs(name, Config(min_age=0, max_age=4)))["loss"].backward()
+        assert all(torch.isfinite(p.grad).all() for p in head.parameters()), name
+        age, spread = spec.predict(out.detach(), ages)
+        assert age.shape == spread.shape == (4,) and torch.isfinite(age).all(), name
+
+
+def test_at_least_seven_losses_each_with_a_docstring_naming_shapes():
+    assert len(LOSSES) >= 7
+    for name, spec in LOSSES.items():
+        assert spec.fn.__doc__ and "(N" in spec.fn.__doc__, name
+
+
+def test_function_defaults_are_the_configs():
+    # Called without a config (as in a notebook) a loss behaves as a default study runs it.
+    defaults = Config().to_dict()
+    for name, spec in LOSSES.items():
+        params = inspect.signature(spec.fn).parameters
+        assert {k: params[k].default for k in spec.config_keys} == {k: defaults[k] for k in spec.config_keys}, name
+    assert (defaults["dldl_sigma"], defaults["dldl_v2_lambda"]) == (2.0, 1.0)
+    assert (defaults["residue_lambda1"], defaults["residue_lambda2"], defaults["residue_k"]) == (0.2, 0.25, 0)
+
+
+# --- each loss end to end: one epoch on synthetic faces, scored one way everywhere ---------------
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_each_loss_trains_an_epoch_and_predict_gives_the_folds_ages(name, synth_small, tmp_path):
+    from ageest.config import load_config
+    from ageest.fgnet import load_rgb, scan_images
+    from ageest.predict import load_model, predict_image
+    from ageest.train import run_fold
+    from conftest import tiny_overrides
+
+    # fp32: the fold's scoring and `predict` then do the same arithmetic (bf16 autocast is per device).
+    config = load_config(None, tiny_overrides(epochs=1, freeze_epochs=0, precision="fp32"))
+    m = run_fold(synth_small, 2, name, tmp_path, config, log=lambda *_: None)
+    assert m["loss"] == name and math.isfinite(m["test_mae"]) and math.isfinite(m["val_loss"])
+    rows = [r.split("\t") for r in (tmp_path / "predictions.tsv").read_text().splitlines()[1:]]
+    assert len(rows) == m["n_test"] > 0
+    # `ageest predict` on the same photos: the loss's own head and predict function, the same ages.
+    model, cfg = load_model(tmp_path / "model.pt", torch.device("cpu"))
+    paths = {r.name: r.path for r in scan_images(synth_small)}
+    for image, _, age, predicted, std, _ in rows:
+        (e,) = predict_image(model, cfg, load_rgb(paths[image]), torch.device("cpu"), detect=False)
+        assert (e.age, e.std) == (pytest.approx(float(predicted), abs=2e-3), pytest.approx(float(std), abs=2e-3))
+    mae = sum(abs(float(r[3]) - float(r[2])) for r in rows) / len(rows)
+    assert mae == pytest.approx(m["test_mae"], abs=1e-3)
+    if name == "coral":  # whole years: the count of thresholds passed, not an expectation
+        assert all(float(r[3]).is_integer() for r in rows)
+
+
+def test_a_study_listing_every_loss_plans_one_fold_per_loss_and_subject(tmp_path_factory):
+    from test_workflow import CONFIG, job_counts, make_fake_fgnet, n_fake_subjects, snakemake, write_yaml
+
+    tmp = tmp_path_factory.mktemp("plan")
+    images, _ = make_fake_fgnet(tmp / "FGNET")
+    over = write_yaml(tmp / "over.yaml", {"data": {"images": str(images)}, "losses": sorted(LOSSES),
+                                          "training": {"dldl_sigma": 1.5, "residue_k": 3,
+                                                       "sord_distance": "squared"}})
+    rc, out = snakemake(tmp, "--configfile", CONFIG, over, "--dry-run", "--quiet", "rules")
+    assert rc == 0, out
+    assert job_counts(out)["train"] == len(LOSSES) * n_fake_subjects()
+    bad = write_yaml(tmp / "bad.yaml", {"data": {"images": str(images)}, "losses": ["dldl", "softmax"],
+                                        "training": {"dldl_sigma": 0}})
+    rc, out = snakemake(tmp, "--configfile", CONFIG, bad, "--dry-run")
+    assert rc != 0 and "dldl_sigma" in out and "must be positive" in out, out
