@@ -87,8 +87,8 @@ def dldl_loss(logits: Tensor, target: Tensor, ages: Tensor, dldl_sigma: float = 
     """DLDL: KL(q || softmax(logits)), q the Gaussian label distribution around the true age.
 
     Gao, Xing, Xie, Wu & Geng, "Deep Label Distribution Learning With Label Ambiguity", IEEE TIP
-    2017. dldl_sigma: the Gaussian's sd in years, default 2 (DLDL-v2's, and Paplham & Franc's
-    reimplementation's, CVPR 2024). logits: (N, K); target: (N,) ages in years; ages: (K,).
+    2017. dldl_sigma: the Gaussian's sd in years, default 2 as in Paplham & Franc's
+    reimplementation (CVPR 2024). logits: (N, K); target: (N,) ages in years; ages: (K,).
     Returns {'loss', 'kl'} (nats, batch mean).
     """
     log_p = F.log_softmax(_at_least_fp32(logits), dim=1)
@@ -112,7 +112,7 @@ def dldl_v2_loss(logits: Tensor, target: Tensor, ages: Tensor, dldl_sigma: float
 
     Gao, Zhou, Wu & Geng, "Age Estimation Using Expectation of Label Distribution Learning",
     IJCAI 2018: L = L_ld + lambda L_er, q DLDL's Gaussian (dldl_sigma, 2 years) and lambda 1 by
-    default. logits: (N, K); target: (N,) ages in years; ages: (K,). Returns {'loss', 'kl', 'l1'}.
+    default, as in Paplham & Franc's reimplementation. logits: (N, K); target: (N,) ages in years; ages: (K,). Returns {'loss', 'kl', 'l1'}.
     """
     kl = dldl_loss(logits, target, ages, dldl_sigma)["kl"]
     l1 = l1_loss(logits, target, ages)["l1"]
