@@ -1,8 +1,17 @@
-"""Tables over all LOPO folds: folds, summary, comparison (paired tests), predictions, history.
+"""Tables over all LOPO folds: folds, summary, seeds, comparison (paired tests), predictions, history.
 
 Reads each fold's metrics.json with the predictions.tsv (and history.tsv, if there) beside it.
-Folds of one study must share the data fingerprint and the training config; mixing is refused.
-Loss names are data: whatever losses the folds hold are tabulated and compared to the reference.
+Folds of one study must share the data fingerprint, the training config (but for its seed) and each
+subject's split; mixing is refused. Method names are data: whatever losses and baselines the folds
+hold are tabulated and compared to the reference.
+
+Training seeds: a fold's seed is its config's `seed`. A method may have been trained with several;
+each (method, seed) must then cover every subject. seeds.tsv has the figures of each (method, seed);
+summary.tsv their mean over seeds, with the sd of the LOPO MAE over seeds. The comparison and the
+CIs use seed-averaged errors: each image's absolute error averaged over the seeds (so each subject's
+MAE is its MAE averaged over seeds). That is the expected error of one training run; averaging the
+predictions instead would score an ensemble of the seeds, which is not what a loss delivers.
+A study whose every method has one seed writes the tables of a one-seed study: no seed columns.
 """
 
 from __future__ import annotations
@@ -32,12 +41,15 @@ class Fold:
         self.metrics = metrics
         self.loss = str(metrics["loss"])
         self.subject = int(metrics["subject"])
+        self.seed = int(metrics["config"].get("seed", 0))
+        self.seeded = False  # set by load_folds: labels and tables name seeds when a method has several
         self.predictions = predictions
         self.history = history
 
     @property
     def label(self) -> str:
-        return f"{self.loss}/{self.subject:03d}"
+        seed = f"seed{self.seed}/" if self.seeded else ""
+        return f"{self.loss}/{seed}{self.subject:03d}"
 
 
 def _metrics_path(p: str | Path) -> Path:
@@ -70,8 +82,28 @@ def load_fold(path: str | Path) -> Fold:
     return Fold(mpath, metrics, pred, history)
 
 
+def load_folds(paths: list[str | Path]) -> list[Fold]:
+    folds = [load_fold(p) for p in paths]
+    seeds: dict[str, set[int]] = {}
+    for f in folds:
+        seeds.setdefault(f.loss, set()).add(f.seed)
+    seeded = any(len(s) > 1 for s in seeds.values())
+    for f in folds:
+        f.seeded = seeded
+    return folds
+
+
+# Keys that may differ between the folds of one study: where a fold ran, and the training seed
+# (the replicate: folds of several seeds are one study).
+FREE_KEYS = OPERATIONAL_KEYS | {"seed"}
+
+
+def _comparable(cfg: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in cfg.items() if k not in FREE_KEYS}
+
+
 def _comparable_config(cfg: dict[str, Any]) -> str:
-    return json.dumps({k: v for k, v in cfg.items() if k not in OPERATIONAL_KEYS}, sort_keys=True)
+    return json.dumps(_comparable(cfg), sort_keys=True)
 
 
 def _name_outliers(folds: list[Fold], key_of, what: str) -> None:
@@ -89,7 +121,7 @@ def _name_outliers(folds: list[Fold], key_of, what: str) -> None:
 
 
 def _config_difference(folds: list[Fold]) -> str:
-    cfgs = [{k: v for k, v in f.metrics["config"].items() if k not in OPERATIONAL_KEYS} for f in folds]
+    cfgs = [_comparable(f.metrics["config"]) for f in folds]
     keys = sorted({k for c in cfgs for k in c if any(c.get(k) != d.get(k) for d in cfgs)})
     return ", ".join(keys)
 
@@ -104,14 +136,15 @@ def _precision(fold: Fold) -> str | None:
 
 def check_consistent(folds: list[Fold]) -> None:
     """One study: no fold twice, one data fingerprint, one training config, one training precision,
-    same subjects per loss."""
+    one split per subject (where folds record it), same subjects per method and seed."""
     if not folds:
         raise AgeestError("no folds given")
-    seen: dict[tuple[str, int], Fold] = {}
+    seen: dict[tuple[str, int, int], Fold] = {}
     for f in folds:
-        if (f.loss, f.subject) in seen:
-            raise AgeestError(f"fold {f.label} given twice ({seen[(f.loss, f.subject)].path} and {f.path})")
-        seen[(f.loss, f.subject)] = f
+        key = (f.loss, f.seed, f.subject)
+        if key in seen:
+            raise AgeestError(f"fold {f.label} given twice ({seen[key].path} and {f.path})")
+        seen[key] = f
     _name_outliers(folds, lambda f: str(f.metrics["data_fingerprint"]), "data_fingerprint (data sets)")
     try:
         _name_outliers(folds, lambda f: _comparable_config(f.metrics["config"]), "config (training configs)")
@@ -120,12 +153,17 @@ def check_consistent(folds: list[Fold]) -> None:
     # Trained folds record the precision they ran in; folds without it (baselines) are exempt.
     trained = [f for f in folds if _precision(f) is not None]
     _name_outliers(trained, lambda f: str(_precision(f)), "precision (bf16 and fp32 training)")
-    by_loss: dict[str, set[int]] = {}
+    # Every method and seed of a subject validates on the same people (the split is drawn once).
+    for s in sorted({f.subject for f in folds}):
+        _name_outliers([f for f in folds if f.subject == s and "split_digest" in f.metrics],
+                       lambda f: str(f.metrics["split_digest"]), f"split_digest (validation splits of subject {s:03d})")
+    by_run: dict[tuple[str, int], set[int]] = {}
     for f in folds:
-        by_loss.setdefault(f.loss, set()).add(f.subject)
-    union = set().union(*by_loss.values())
-    lacking = [f"{loss} lacks {', '.join(f'{s:03d}' for s in sorted(union - subs))}"
-               for loss, subs in by_loss.items() if subs != union]
+        by_run.setdefault((f.loss, f.seed), set()).add(f.subject)
+    union = set().union(*by_run.values())
+    seeded = folds[0].seeded
+    lacking = [f"{loss}{f' seed {seed}' if seeded else ''} lacks {', '.join(f'{s:03d}' for s in sorted(union - subs))}"
+               for (loss, seed), subs in by_run.items() if subs != union]
     if lacking:
         raise AgeestError(f"losses cover different subjects: {'; '.join(lacking)}")
     for f in folds:
@@ -135,7 +173,7 @@ def check_consistent(folds: list[Fold]) -> None:
 
 
 def predictions_table(folds: list[Fold], prediction: str = "predicted_age") -> pd.DataFrame:
-    """All test predictions, one row per (loss, image), with error = prediction - age (years)."""
+    """All test predictions, one row per (loss, seed, image), with error = prediction - age (years)."""
     if prediction not in PREDICTION_COLUMNS:
         raise AgeestError(f"--prediction must be one of {', '.join(PREDICTION_COLUMNS)}")
     rows = []
@@ -143,37 +181,44 @@ def predictions_table(folds: list[Fold], prediction: str = "predicted_age") -> p
         p = f.predictions.copy()
         if prediction not in p.columns:
             raise AgeestError(f"fold {f.label}: predictions.tsv has no {prediction} column")
+        p.insert(0, "seed", f.seed)
         p.insert(0, "loss", f.loss)
         p["subject"] = p["subject"].astype(int)
         p["error"] = p[prediction].astype(float) - p["age"].astype(float)
         p["abs_error"] = p["error"].abs()
         rows.append(p)
     out = pd.concat(rows, ignore_index=True)
-    cols = ["loss", "subject", "image", "age", "predicted_age", "predicted_std", "predicted_age_rounded",
+    cols = ["loss", "seed", "subject", "image", "age", "predicted_age", "predicted_std", "predicted_age_rounded",
             "error", "abs_error"]
     return out[[c for c in cols if c in out.columns] + [c for c in out.columns if c not in cols]]
 
 
-FOLDS_COLUMNS = ["loss", "subject", "n_test", "mae", "best_epoch", "val_mae", "seconds"]
+FOLDS_COLUMNS = ["loss", "seed", "subject", "n_test", "mae", "best_epoch", "val_mae", "seconds"]
+SUMMARY_COLUMNS = (["loss", "n_subjects", "images", "mae", "subject_mae_mean", "subject_mae_sd"]
+                   + [f"cs_{t}" for t in THETAS])
+SEED_COLUMNS = ["n_seeds", "mae_seed_sd", "mae_ci_low", "mae_ci_high"]
+# Tables with one row per fold or image: their seed column is dropped when no method has two seeds.
+PER_FOLD = ("folds", "predictions", "history")
 
 
-def main_columns(table: str) -> list[str]:
-    """Fixed leading columns of a table (summary and predictions add data-dependent ones)."""
-    return {
+def main_columns(table: str, seeded: bool = False) -> list[str]:
+    """Fixed leading columns of a table (summary, seeds and predictions add data-dependent ones)."""
+    cols = {
         "folds": FOLDS_COLUMNS,
-        "summary": ["loss", "n_subjects", "images", "mae", "subject_mae_mean", "subject_mae_sd"]
-        + [f"cs_{t}" for t in THETAS],
+        "summary": SUMMARY_COLUMNS + SEED_COLUMNS,
+        "seeds": SUMMARY_COLUMNS[:1] + ["seed"] + SUMMARY_COLUMNS[1:],
         "comparison": COMPARISON_COLUMNS,
-        "predictions": ["loss", "subject", "image", "age", "predicted_age", "error", "abs_error"],
+        "predictions": ["loss", "seed", "subject", "image", "age", "predicted_age", "error", "abs_error"],
     }[table]
+    return cols if seeded or table not in PER_FOLD else [c for c in cols if c != "seed"]
 
 
 def folds_table(folds: list[Fold], preds: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for f in folds:
-        p = preds[(preds["loss"] == f.loss) & (preds["subject"] == f.subject)]
+        p = preds[(preds["loss"] == f.loss) & (preds["seed"] == f.seed) & (preds["subject"] == f.subject)]
         m = f.metrics
-        rows.append({"loss": f.loss, "subject": f.subject, "n_test": len(p),
+        rows.append({"loss": f.loss, "seed": f.seed, "subject": f.subject, "n_test": len(p),
                      "mae": stats.mae(p["abs_error"]), "best_epoch": m.get("best_epoch", math.nan),
                      "val_mae": m.get("val_mae", math.nan), "seconds": m.get("seconds", math.nan)})
     return pd.DataFrame(rows, columns=FOLDS_COLUMNS)
@@ -183,29 +228,56 @@ def _losses_in_order(folds: list[Fold]) -> list[str]:
     return list(dict.fromkeys(f.loss for f in folds))
 
 
-def summary_table(preds: pd.DataFrame, folds_t: pd.DataFrame, losses: list[str]) -> pd.DataFrame:
+def seeds_table(preds: pd.DataFrame, folds_t: pd.DataFrame, losses: list[str]) -> pd.DataFrame:
+    """One row per (method, seed): its LOPO MAE, per-subject MAE, CS(θ), MAE per age band."""
     bands = sorted({stats.age_band(a, BAND_WIDTH) for a in preds["age"]})
     rows = []
     for loss in losses:
-        p = preds[preds["loss"] == loss]
-        per_subject = folds_t.loc[folds_t["loss"] == loss, "mae"].to_numpy(float)
-        row: dict[str, Any] = {
-            "loss": loss,
-            "n_subjects": int(p["subject"].nunique()),
-            "images": len(p),
-            "mae": stats.mae(p["abs_error"]),
-            "subject_mae_mean": float(per_subject.mean()),
-            "subject_mae_sd": float(per_subject.std(ddof=1)) if per_subject.size > 1 else math.nan,
-        }
-        for t, v in stats.cumulative_score(p["abs_error"], THETAS).items():
-            row[f"cs_{t}"] = v
-        by_band = stats.mae_by_band(p["age"], p["abs_error"], BAND_WIDTH)
-        for b in bands:
-            row[f"mae_{b}"] = by_band.get(b, (math.nan, 0))[0]
-        for b in bands:
-            row[f"n_{b}"] = by_band.get(b, (math.nan, 0))[1]
-        rows.append(row)
+        for seed in sorted(preds.loc[preds["loss"] == loss, "seed"].unique()):
+            p = preds[(preds["loss"] == loss) & (preds["seed"] == seed)]
+            fs = folds_t[(folds_t["loss"] == loss) & (folds_t["seed"] == seed)]
+            rows.append(_summary_row(loss, int(seed), p, fs["mae"].to_numpy(float), bands))
     return pd.DataFrame(rows)
+
+
+def _summary_row(loss: str, seed: int, p: pd.DataFrame, per_subject, bands: list[str]) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "loss": loss,
+        "seed": seed,
+        "n_subjects": int(p["subject"].nunique()),
+        "images": len(p),
+        "mae": stats.mae(p["abs_error"]),
+        "subject_mae_mean": float(per_subject.mean()),
+        "subject_mae_sd": float(per_subject.std(ddof=1)) if per_subject.size > 1 else math.nan,
+    }
+    for t, v in stats.cumulative_score(p["abs_error"], THETAS).items():
+        row[f"cs_{t}"] = v
+    by_band = stats.mae_by_band(p["age"], p["abs_error"], BAND_WIDTH)
+    for b in bands:
+        row[f"mae_{b}"] = by_band.get(b, (math.nan, 0))[0]
+    for b in bands:
+        row[f"n_{b}"] = by_band.get(b, (math.nan, 0))[1]
+    return row
+
+
+def summary_table(seeds_t: pd.DataFrame, img_err: pd.Series, n_boot: int = 10000, seed: int = 0) -> pd.DataFrame:
+    """One row per method: each figure of seeds.tsv averaged over the method's seeds (counts are
+    the same for every seed), the sd of the LOPO MAE over seeds (NaN for one seed) and the
+    subject-clustered bootstrap 95% CI of the LOPO MAE from the seed-averaged image errors."""
+    counts = [c for c in seeds_t.columns if c in ("n_subjects", "images") or c.startswith("n_")]
+    means = [c for c in seeds_t.columns if c not in counts and c not in ("loss", "seed")]
+    by = seeds_t.groupby("loss", sort=False)
+    out = by[counts].first().join(by[means].mean())
+    out["n_seeds"] = by["seed"].nunique()
+    out["mae_seed_sd"] = by["mae"].std(ddof=1)
+    for loss in out.index:
+        e = img_err.loc[loss]
+        ci = stats.cluster_bootstrap(e.to_numpy(), e.index.get_level_values("subject").to_numpy(),
+                                     n_boot=n_boot, seed=seed)
+        out.loc[loss, ["mae_ci_low", "mae_ci_high"]] = ci["ci_low"], ci["ci_high"]
+    out = out.reset_index()
+    first = SUMMARY_COLUMNS + SEED_COLUMNS
+    return out[first + [c for c in seeds_t.columns if c not in first and c != "seed"]]
 
 
 # The unit of every figure is in its name: image_* over test images (image-weighted, the LOPO MAE),
@@ -217,30 +289,40 @@ COMPARISON_COLUMNS = [
     "images_improved", "images_worse", "images_tied",
     "subject_mae_diff", "subject_wilcoxon_p", "subject_ci_low", "subject_ci_high",
     "subjects_improved", "subjects_worse", "subjects_tied", "bootstrap", "seed",
+    "n_seeds", "n_seeds_reference",
 ]
 
 
-def comparison_table(preds: pd.DataFrame, folds_t: pd.DataFrame, losses: list[str], reference: str,
+def seed_averaged(preds: pd.DataFrame, folds_t: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """(absolute error per (loss, subject, image), MAE per (loss, subject)), each averaged over the
+    loss's seeds. Every seed tests the same images, so the second is the per-subject mean of the first."""
+    img = preds.groupby(["loss", "subject", "image"], sort=False)["abs_error"].mean()
+    sub = folds_t.groupby(["loss", "subject"], sort=False)["mae"].mean()
+    return img, sub
+
+
+def comparison_table(img_err: pd.Series, sub_mae: pd.Series, n_seeds: dict[str, int], reference: str,
                      n_boot: int = 10000, seed: int = 0) -> pd.DataFrame:
-    """Each loss vs the reference (difference = loss - reference), over images and over subjects.
+    """Each method vs the reference (difference = method - reference), over images and over subjects,
+    on seed-averaged errors (`seed_averaged`); one row per method but the reference.
 
     Over images: the LOPO MAE difference, with a subject-clustered bootstrap CI and p-value
     (stats.cluster_bootstrap). Over subjects: the mean per-subject MAE difference, Wilcoxon
     signed-rank p and a bootstrap CI of it (stats.paired_comparison).
     """
+    losses = list(n_seeds)
     if reference not in losses:
         raise AgeestError(f"reference loss '{reference}' not among the folds' losses ({', '.join(losses)})")
-    ref_img = preds[preds["loss"] == reference].set_index(["subject", "image"])["abs_error"]
-    ref_sub = folds_t[folds_t["loss"] == reference].set_index("subject")["mae"]
+    ref_img, ref_sub = img_err.loc[reference], sub_mae.loc[reference]
     rows = []
     for loss in losses:
         if loss == reference:
             continue
-        img = preds[preds["loss"] == loss].set_index(["subject", "image"])["abs_error"]
+        img = img_err.loc[loss]
         if set(img.index) != set(ref_img.index):
             raise AgeestError(f"{loss} and {reference} were tested on different images")
         img = img.loc[ref_img.index]
-        sub = folds_t[folds_t["loss"] == loss].set_index("subject")["mae"].loc[ref_sub.index]
+        sub = sub_mae.loc[loss].loc[ref_sub.index]
         img_diff = img.to_numpy() - ref_img.to_numpy()
         pc = stats.cluster_bootstrap(img_diff, ref_img.index.get_level_values("subject").to_numpy(),
                                      n_boot=n_boot, seed=seed)
@@ -255,7 +337,7 @@ def comparison_table(preds: pd.DataFrame, folds_t: pd.DataFrame, losses: list[st
             "subject_mae_diff": ps["mean_diff"], "subject_wilcoxon_p": ps["wilcoxon_p"],
             "subject_ci_low": ps["ci_low"], "subject_ci_high": ps["ci_high"],
             "subjects_improved": ps["improved"], "subjects_worse": ps["worse"], "subjects_tied": ps["tied"],
-            "bootstrap": n_boot, "seed": seed,
+            "bootstrap": n_boot, "seed": seed, "n_seeds": n_seeds[loss], "n_seeds_reference": n_seeds[reference],
         })
     return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
 
@@ -266,10 +348,11 @@ def history_table(folds: list[Fold]) -> pd.DataFrame:
         if f.history is not None and len(f.history):
             h = f.history.copy()
             h.insert(0, "subject", f.subject)
+            h.insert(0, "seed", f.seed)
             h.insert(0, "loss", f.loss)
             rows.append(h)
     if not rows:
-        return pd.DataFrame(columns=["loss", "subject", "epoch", "val_mae"])
+        return pd.DataFrame(columns=["loss", "seed", "subject", "epoch", "val_mae"])
     return pd.concat(rows, ignore_index=True)
 
 
@@ -280,19 +363,25 @@ def _write_tsv(df: pd.DataFrame, path: Path) -> None:
 
 def gather(paths: list[str | Path], outdir: str | Path, reference: str = "softmax",
            prediction: str = "predicted_age", n_boot: int = 10000, seed: int = 0) -> dict[str, pd.DataFrame]:
-    """Read the folds, check they form one study, write the five tables; returns them by name."""
-    folds = [load_fold(p) for p in paths]
+    """Read the folds, check they form one study, write the six tables; returns them by name."""
+    folds = load_folds(paths)
     check_consistent(folds)
     losses = _losses_in_order(folds)
     preds = predictions_table(folds, prediction)
     folds_t = folds_table(folds, preds)
+    seeds_t = seeds_table(preds, folds_t, losses)
+    img_err, sub_mae = seed_averaged(preds, folds_t)
+    n_seeds = seeds_t.groupby("loss", sort=False)["seed"].nunique().to_dict()
     tables = {
         "folds": folds_t,
-        "summary": summary_table(preds, folds_t, losses),
-        "comparison": comparison_table(preds, folds_t, losses, reference, n_boot, seed),
+        "summary": summary_table(seeds_t, img_err, n_boot, seed),
+        "seeds": seeds_t,
+        "comparison": comparison_table(img_err, sub_mae, n_seeds, reference, n_boot, seed),
         "predictions": preds,
         "history": history_table(folds),
     }
+    if not folds[0].seeded:  # a one-seed study: the tables it always had
+        tables.update({t: tables[t].drop(columns="seed") for t in PER_FOLD})
     out = Path(outdir)
     for name, df in tables.items():
         _write_tsv(df, out / f"{name}.tsv")
@@ -302,7 +391,8 @@ def gather(paths: list[str | Path], outdir: str | Path, reference: str = "softma
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("folds", nargs="+", help="fold metrics.json files (or fold folders); "
                    "predictions.tsv and history.tsv are read from beside each")
-    p.add_argument("--out", required=True, help="folder for folds/summary/comparison/predictions/history.tsv")
+    p.add_argument("--out", required=True,
+                   help="folder for folds/summary/seeds/comparison/predictions/history.tsv")
     p.add_argument("--reference", default="softmax", help="loss the others are compared with (default: %(default)s)")
     p.add_argument("--prediction", default="predicted_age", choices=PREDICTION_COLUMNS,
                    help="prediction column errors are computed from (default: %(default)s)")
@@ -316,7 +406,9 @@ def run(args: argparse.Namespace) -> int:
     tables = gather(args.folds, args.out, args.reference, args.prediction, args.bootstrap, args.seed)
     s = tables["summary"]
     for _, r in s.iterrows():
-        print(f"{r['loss']}: LOPO MAE {r['mae']:.3f} years over {r['images']} images, "
+        spread = f" ± {r['mae_seed_sd']:.3f} (sd over {r['n_seeds']} seeds)" if r["n_seeds"] > 1 else ""
+        print(f"{r['loss']}: LOPO MAE {r['mae']:.3f}{spread} years (subject-clustered 95% CI "
+              f"{r['mae_ci_low']:.3f}..{r['mae_ci_high']:.3f}) over {r['images']} images, "
               f"{r['n_subjects']} subjects")
     for _, r in tables["comparison"].iterrows():
         print(f"{r['loss']} - {r['reference']}: LOPO MAE difference {r['image_mae_diff']:+.3f} "

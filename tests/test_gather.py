@@ -19,9 +19,13 @@ ERRORS = {"softmax": {1: [2, 4], 2: [1, 3], 3: [5, 5]},
           "mean_variance": {1: [1, 3], 2: [1, 3], 3: [2, 6]}}
 
 
-def make_fold(root, loss, subject, fingerprint="abc", config=None, errors=None, precision=None):
-    d = root / "folds" / loss / f"{subject:03d}"
+def make_fold(root, loss, subject, fingerprint="abc", config=None, errors=None, precision=None, seed=None,
+              split=None):
+    """A fold folder; with `seed`, under folds/LOSS/seedN/ and trained (config) with that seed."""
+    d = root / "folds" / loss / (f"seed{seed}" if seed is not None else "") / f"{subject:03d}"
     d.mkdir(parents=True)
+    if seed is not None:
+        config = {**(config or CONFIG), "seed": seed}
     errs = errors or ERRORS[loss][subject]
     rows = [{"image": img, "subject": subject, "age": age, "predicted_age": age + (e if i % 2 else -e),
              "predicted_std": 1.0, "predicted_age_rounded": round(age + (e if i % 2 else -e))}
@@ -34,6 +38,8 @@ def make_fold(root, loss, subject, fingerprint="abc", config=None, errors=None, 
                "config": dict(config or CONFIG)}
     if precision is not None:
         metrics["precision"] = precision
+    if split is not None:
+        metrics["split_digest"] = split
     (d / "metrics.json").write_text(json.dumps(metrics))
     return d / "metrics.json"
 
@@ -174,3 +180,120 @@ def test_folds_without_precision_are_exempt(tmp_path):
     paths = study(tmp_path, {("mean_variance", s): {"precision": "bf16"} for s in (1, 2, 3)})
     gather(paths, tmp_path / "out", reference="softmax", n_boot=100)
     assert (tmp_path / "out" / "summary.tsv").exists()
+
+
+# --- training seeds ----------------------------------------------------------------------------
+
+# Absolute errors per (method, seed) and subject. Per seed, LOPO MAE: softmax 20/6 and 18/6,
+# mean_variance 16/6 and 12/6; the baseline `mean` is deterministic: one run, config seed 0.
+SEEDED = {("softmax", 0): ERRORS["softmax"], ("softmax", 1): {1: [4, 4], 2: [1, 1], 3: [3, 5]},
+          ("mean_variance", 0): ERRORS["mean_variance"], ("mean_variance", 1): {1: [3, 3], 2: [1, 1], 3: [2, 2]},
+          ("mean", 0): {1: [5, 5], 2: [5, 5], 3: [5, 5]}}
+
+
+def seeded_study(root, skip=(), split=None):
+    """Two seeds of each loss under folds/LOSS/seedN/NNN, the baseline once under folds/mean/NNN."""
+    return [make_fold(root, loss, s, errors=errs[s], seed=seed if loss != "mean" else None,
+                      config={**CONFIG, "seed": 0} if loss == "mean" else None,
+                      split=(split or {}).get((loss, seed, s)))
+            for (loss, seed), errs in SEEDED.items() for s in (1, 2, 3) if (loss, seed, s) not in skip]
+
+
+def test_seeds_tables_by_hand(tmp_path):
+    t = gather(seeded_study(tmp_path), tmp_path / "out", reference="softmax", n_boot=2000, seed=0)
+    read = {n: pd.read_csv(tmp_path / "out" / f"{n}.tsv", sep="\t") for n in t}
+    folds = read["folds"]
+    assert list(folds.columns) == main_columns("folds", seeded=True)  # a seed column after the loss
+    assert len(folds) == 2 * 2 * 3 + 3
+    assert folds.set_index(["loss", "seed", "subject"]).loc[("softmax", 1, 3), "mae"] == 4.0
+    assert "seed" in read["predictions"].columns and "seed" in read["history"].columns
+
+    per_seed = read["seeds"].set_index(["loss", "seed"])["mae"]
+    assert list(read["seeds"].columns[:3]) == ["loss", "seed", "n_subjects"]
+    assert per_seed.to_dict() == pytest.approx({("mean_variance", 0): 16 / 6, ("mean_variance", 1): 2.0,
+                                                ("softmax", 0): 20 / 6, ("softmax", 1): 3.0, ("mean", 0): 5.0})
+
+    s = read["summary"].set_index("loss")
+    assert list(s.index) == ["softmax", "mean_variance", "mean"]  # in the order of the folds
+    # Mean over seeds, sd over seeds (two values a, b: |a - b| / sqrt 2).
+    assert s.loc["mean_variance", "mae"] == pytest.approx(7 / 3)
+    assert s.loc["mean_variance", "mae_seed_sd"] == pytest.approx((2 / 3) / math.sqrt(2))
+    assert s.loc["softmax", "mae"] == pytest.approx(19 / 6)
+    assert s.loc["softmax", "mae_seed_sd"] == pytest.approx((1 / 3) / math.sqrt(2))
+    assert s.loc["mean", "n_seeds"] == 1 and math.isnan(s.loc["mean", "mae_seed_sd"])
+    assert s.loc["softmax", "n_seeds"] == 2 and s.loc["softmax", "images"] == 6  # images counted once
+    # CS(2) per seed, mean_variance: 3/6 and 4/6 -> mean 7/12 (CS of the seed-averaged errors
+    # 2 3 1 2 2 4 would be 8/12).
+    assert s.loc["mean_variance", "cs_2"] == pytest.approx(7 / 12)
+    # CI of the LOPO MAE, seed-averaged errors: mean_variance's subjects sum 5, 3, 6 over 2 images
+    # each; a resample of 3 people averages (sum of 3 draws) / 6, in [1.5, 3]; both ends have
+    # probability 1/27 > 2.5%: the 95% CI is [1.5, 3].
+    assert (s.loc["mean_variance", "mae_ci_low"], s.loc["mean_variance", "mae_ci_high"]) == pytest.approx((1.5, 3.0))
+
+    c = read["comparison"].set_index("loss")
+    assert list(c.index) == ["mean_variance", "mean"]  # every method but the reference, baselines too
+    mv = c.loc["mean_variance"]
+    # Seed-averaged image errors: softmax 3 4 | 1 2 | 4 5, mean_variance 2 3 | 1 2 | 2 4:
+    # differences -1 -1 | 0 0 | -2 -1 -> mean -5/6; 4 improved, 2 tied.
+    assert mv["image_mae_diff"] == pytest.approx(-5 / 6)
+    assert mv["image_mae"] == pytest.approx(7 / 3) and mv["image_mae_reference"] == pytest.approx(19 / 6)
+    assert (mv["images_improved"], mv["images_worse"], mv["images_tied"]) == (4, 0, 2)
+    # Subjects' difference sums -2, 0, -3: resample means in [-1.5, 0], each end 1/27 likely.
+    assert (mv["image_clustered_ci_low"], mv["image_clustered_ci_high"]) == pytest.approx((-1.5, 0.0))
+    # Seed-averaged subject MAE: softmax 3.5, 1.5, 4.5; mean_variance 2.5, 1.5, 3 -> -1, 0, -1.5.
+    assert mv["subject_mae_diff"] == pytest.approx(-5 / 6)
+    assert (mv["subjects_improved"], mv["subjects_worse"], mv["subjects_tied"]) == (2, 0, 1)
+    assert mv["subject_wilcoxon_p"] == pytest.approx(0.5)
+    assert (mv["n_seeds"], mv["n_seeds_reference"]) == (2, 2)
+    base = c.loc["mean"]
+    # The baseline's one run against softmax's seed average: 5 - (3 4 | 1 2 | 4 5) -> mean 11/6.
+    assert base["image_mae_diff"] == pytest.approx(11 / 6) and (base["n_seeds"], base["n_seeds_reference"]) == (1, 2)
+
+
+def test_one_seed_per_method_keeps_the_one_seed_tables(tmp_path):
+    # Every method one seed, even different ones (a study of `seeds: [3]` beside its baselines'
+    # seed 0): no seed columns, the tables of a one-seed study.
+    paths = [make_fold(tmp_path, loss, s, seed=3 if loss == "softmax" else 0) for loss in ("mean_variance", "softmax")
+             for s in (1, 2, 3)]
+    gather(paths, tmp_path / "out", n_boot=100)
+    for name in ("folds", "predictions", "history"):
+        cols = pd.read_csv(tmp_path / "out" / f"{name}.tsv", sep="\t").columns
+        assert "seed" not in cols, name
+    assert list(pd.read_csv(tmp_path / "out" / "folds.tsv", sep="\t").columns) == main_columns("folds")
+    s = pd.read_csv(tmp_path / "out" / "summary.tsv", sep="\t")
+    assert list(s.columns[:len(main_columns("summary"))]) == main_columns("summary")
+    assert s["n_seeds"].tolist() == [1, 1] and s["mae_seed_sd"].isna().all()
+
+
+def test_seeds_must_each_cover_every_subject(tmp_path):
+    paths = seeded_study(tmp_path, skip={("mean_variance", 1, 2)})
+    with pytest.raises(AgeestError, match="mean_variance seed 1 lacks 002"):
+        gather(paths, tmp_path / "out", n_boot=100)
+    with pytest.raises(AgeestError, match="mean_variance/seed1/003 given twice"):
+        gather(paths + [p for p in paths if "mean_variance/seed1/003" in str(p)], tmp_path / "out", n_boot=100)
+
+
+def test_seeds_share_each_subjects_split(tmp_path):
+    split = {(loss, seed, s): f"split{s}" for (loss, seed) in SEEDED for s in (1, 2, 3)}
+    gather(seeded_study(tmp_path / "same", split=split), tmp_path / "out", n_boot=100)
+    split[("softmax", 1, 2)] = "another"
+    with pytest.raises(AgeestError, match=r"split_digest .*subject 002.*: softmax/seed1/002 differ"):
+        gather(seeded_study(tmp_path / "other", split=split), tmp_path / "out", n_boot=100)
+
+
+def test_seeds_may_differ_but_not_the_rest_of_the_config(tmp_path):
+    paths = seeded_study(tmp_path)
+    m = json.loads(paths[0].read_text())
+    paths[0].write_text(json.dumps({**m, "config": {**m["config"], "lr": 0.1}}))
+    with pytest.raises(AgeestError, match="differing key.*: lr$"):
+        gather(paths, tmp_path / "out", n_boot=100)
+
+
+def test_seeded_plots(tmp_path):
+    from ageest.plots import PLOTS, make_plots
+
+    gather(seeded_study(tmp_path), tmp_path / "tables", n_boot=100)
+    made = make_plots(tmp_path / "tables", tmp_path / "plots", reference="softmax")
+    assert sorted(p.name for p in made) == sorted(f"{p}.png" for p in PLOTS)
+    for p in made:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
