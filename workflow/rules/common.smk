@@ -19,9 +19,8 @@ TRAINING_YAML = "results/config/training.yaml"
 MANIFEST = "results/data/manifest.tsv"
 SPLIT_FILE = "results/splits/{subject}.tsv"
 CACHE = "results/data/cache.npy"  # + cache.npy.json (metadata) beside it
-FOLD_DIR = "results/folds/{loss}/{subject}"
-TABLES = ["folds", "summary", "comparison", "predictions", "history"]
-PLOTS = ["subject_mae_paired", "cs_curves", "predicted_vs_true", "mae_by_age_band", "training_curves"]
+TABLES = ["folds", "summary", "seeds", "comparison", "predictions", "history"]
+PLOTS = ["ranking", "subject_mae_paired", "cs_curves", "predicted_vs_true", "mae_by_age_band", "training_curves"]
 
 
 def _put_ageest_on_path():
@@ -42,12 +41,39 @@ def config_error(key, why):
     raise WorkflowError(f"config error: {key}: {why}")
 
 
-validate(config, str(PROJECT_DIR / "workflow" / "schemas" / "config.schema.yaml"), set_default=True)
+def _validate_schema():
+    """The schema's checks, reported like every other config error: one line naming the key."""
+    from jsonschema.exceptions import ValidationError
+
+    try:
+        validate(config, str(PROJECT_DIR / "workflow" / "schemas" / "config.schema.yaml"), set_default=True)
+        return
+    except WorkflowError as e:
+        bad = e.__cause__ or e.__context__  # Snakemake raises it while handling jsonschema's error
+        if not isinstance(bad, ValidationError):
+            raise
+    # Outside the except block: Snakemake would show the chained schema dump instead of this line.
+    config_error(".".join(map(str, bad.absolute_path)) or "(top level)", _closest(bad).message)
+
+
+def _closest(error):
+    """For a value that matches none of a oneOf's choices, the error of the choice of its type
+    (e.g. 'less than the minimum of 0' rather than 'not valid under any of the given schemas')."""
+    context = error.context or []
+    wrong_type = {e.relative_schema_path[0] for e in context if e.validator == "type"}
+    deeper = [e for e in context if e.relative_schema_path[0] not in wrong_type]
+    return _closest(max(deeper, key=lambda e: len(e.absolute_path))) if deeper else error
+
+
+_validate_schema()
 
 
 def _check_losses():
     from ageest.losses import LOSSES
 
+    if config["losses"] == "all":
+        # Every registered loss, in the registry's order: a study that grows with the registry.
+        config["losses"] = list(LOSSES)
     for name in config["losses"]:
         if name not in LOSSES:
             config_error("losses", f"unknown loss '{name}' (known: {', '.join(sorted(LOSSES))})")
@@ -82,8 +108,26 @@ def _check_training():
         config_error("resources.gpu", "is true but training.device is 'cpu'")
 
 
+def _training_seeds():
+    """The training seeds: `seeds`, else the one seed of the training section."""
+    from ageest.config import from_dict
+
+    if config["seeds"] is None:
+        return [from_dict(dict(config["training"])).seed]
+    seeds = [int(s) for s in config["seeds"]]  # --config seeds=[0,1] gives strings
+    if len(set(seeds)) != len(seeds):
+        config_error("seeds", f"{config['seeds']} lists a seed twice")
+    return seeds
+
+
 _check_losses()
 _check_training()
+SEEDS = _training_seeds()
+# One seed: results/folds/{loss}/{subject}, as a study without `seeds` always had. Several: a seed
+# level between the loss and the subject, so each (loss, seed) is one folder of LOPO folds, like a
+# loss of a one-seed study. Baselines are deterministic: one run, no seed level, ever.
+FOLD_KEY = "{loss}/seed{seed}/{subject}" if len(SEEDS) > 1 else "{loss}/{subject}"
+BASELINE_KEY = "{loss}/{subject}"
 
 
 def training_config():
@@ -250,18 +294,28 @@ def sid(subject):
     return f"{int(subject):03d}"
 
 
-def fold_file(name, loss="{loss}", subject="{subject}"):
-    return f"{FOLD_DIR.format(loss=loss, subject=subject)}/{name}"
+def fold_path(prefix, key=None, suffix="", **fields):
+    """prefix/KEY suffix with the fields given filled in (the others stay {wildcards}): the one
+    place fold keys become paths (folds, logs, benchmarks, resumable state)."""
+    key = key or FOLD_KEY
+    wildcards = {"loss": "{loss}", "seed": "{seed}", "subject": "{subject}"}
+    return f"{prefix}/{key.format(**{**wildcards, **fields})}{suffix}"
 
 
-def all_fold_files(name, methods=None):
-    """One path per (method, subject); methods default to the trained losses."""
-    return [fold_file(name, m, sid(s)) for m in (methods or config["losses"]) for s in SUBJECTS]
+def fold_file(name, **fields):
+    return os.path.join(fold_path("results/folds", **fields), name)
 
 
-def method_names():
-    """Every method the study tabulates: the losses, then the baselines."""
-    return list(config["losses"]) + list(config["baselines"])
+def baseline_file(name, **fields):
+    return os.path.join(fold_path("results/folds", BASELINE_KEY, **fields), name)
+
+
+def all_fold_files(name, baselines=True):
+    """One path per trained (loss, seed, subject), then, with baselines, per (baseline, subject)."""
+    trained = [fold_file(name, loss=m, seed=seed, subject=sid(s))
+               for m in config["losses"] for seed in SEEDS for s in SUBJECTS]
+    base = [baseline_file(name, loss=b, subject=sid(s)) for b in config["baselines"] for s in SUBJECTS]
+    return trained + (base if baselines else [])
 
 
 def data_input():
@@ -290,5 +344,6 @@ def plot_files():
 
 wildcard_constraints:
     loss="|".join(config["losses"]),
+    seed="|".join(map(str, SEEDS)),
     baseline="|".join(config["baselines"]) or "(?!)",
     subject="|".join(sid(s) for s in ALL_SUBJECTS),

@@ -1,15 +1,16 @@
-# Every fold -> tidy tables (folds, summary, comparison, predictions, history) -> plots.
+# Every fold -> tidy tables (folds, summary, seeds, comparison, predictions, history) -> plots.
 
 
 rule gather:
     localrule: True
     input:
-        metrics=all_fold_files("metrics.json", method_names()),
-        predictions=all_fold_files("predictions.tsv", method_names()),
-        history=all_fold_files("history.tsv"),
+        metrics=all_fold_files("metrics.json"),
+        predictions=all_fold_files("predictions.tsv"),
+        history=all_fold_files("history.tsv", baselines=False),
     output:
         folds=report("results/tables/folds.tsv", caption="../report/folds.rst", category="Tables"),
         summary=report("results/tables/summary.tsv", caption="../report/summary.rst", category="Tables"),
+        seeds=report("results/tables/seeds.tsv", caption="../report/seeds.rst", category="Tables"),
         comparison=report("results/tables/comparison.tsv", caption="../report/comparison.rst",
                           category="Tables"),
         predictions="results/tables/predictions.tsv",

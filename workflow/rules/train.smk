@@ -1,6 +1,7 @@
-# One job per (loss, left-out subject): results/folds/{loss}/{subject}/metrics.json, subject as
-# 3 digits. Naming one fold's metrics.json as the target runs exactly that training job (plus the
-# data steps it needs, if not done yet).
+# One job per (loss, training seed, left-out subject): results/folds/{loss}/{subject}/metrics.json
+# with one seed, results/folds/{loss}/seed{seed}/{subject}/metrics.json with several (FOLD_KEY),
+# subject as 3 digits. Naming one fold's metrics.json as the target runs exactly that training job
+# (plus the data steps it needs, if not done yet).
 
 
 rule training_config:
@@ -19,7 +20,9 @@ rule training_config:
 
 rule split:
     # One small file per subject: the fold's own input. Touching it reruns that subject's folds
-    # and the gather, nothing else; it also records who validated each fold.
+    # and the gather, nothing else; it also records who validated each fold. Drawn from
+    # training.seed, once: every training seed and baseline of a subject validates on the same
+    # people, so the seeds vary the training alone (initialisation, batch order, augmentation).
     localrule: True
     input:
         manifest=MANIFEST,
@@ -56,9 +59,10 @@ rule train:
         outdir=lambda wc, output: os.path.dirname(output.metrics),
         # Resumable state lives outside the outputs: Snakemake deletes a failed job's outputs, and a
         # retried (preempted) fold must find its state to resume.
-        state=lambda wc: f"results/state/{wc.loss}/{wc.subject}",
+        state=lambda wc: fold_path("results/state", **dict(wc.items())),
         torch_threads=torch_threads,
         subject=lambda wc: int(wc.subject),
+        seed=lambda wc: int(wc.get("seed", SEEDS[0])),
         # torch hub cache the weights rule filled (relative: jobs run in the working directory)
         torch_home=lambda wc, input: os.path.dirname(input.weights) if input.weights else TORCH_HOME,
     threads: train_threads()
@@ -67,15 +71,15 @@ rule train:
     conda:
         "../envs/ageest.yaml"
     log:
-        "results/logs/train/{loss}/{subject}.log",
+        fold_path("results/logs/train", suffix=".log"),
     benchmark:
-        "results/benchmarks/train/{loss}/{subject}.tsv"
+        fold_path("results/benchmarks/train", suffix=".tsv")
     shell:
         "TORCH_HOME={params.torch_home:q} ageest train --images {params.images:q} "
         "--leave-subject {params.subject} --loss {wildcards.loss} --out {params.outdir:q} "
         "--config {input.config:q} --cache {input.cache:q} --split {input.split:q} "
         "--state-dir {params.state:q} "
-        "--set threads={params.torch_threads} > {log} 2>&1 "
+        "--set threads={params.torch_threads} --set seed={params.seed} > {log} 2>&1 "
         # A failure's own message belongs where the user looks first: Snakemake's output and, on
         # SLURM, the job's log, not only in the fold's log.
         "|| {{ status=$?; echo \"ageest train failed (exit $status); the end of {log}:\" >&2; "
@@ -92,8 +96,8 @@ rule baseline:
         cache_meta=f"{CACHE}.json",
         config=TRAINING_YAML,
     output:
-        metrics=[fold_file("metrics.json", "{baseline}", sid(s)) for s in SUBJECTS],
-        predictions=[fold_file("predictions.tsv", "{baseline}", sid(s)) for s in SUBJECTS],
+        metrics=[baseline_file("metrics.json", loss="{baseline}", subject=sid(s)) for s in SUBJECTS],
+        predictions=[baseline_file("predictions.tsv", loss="{baseline}", subject=sid(s)) for s in SUBJECTS],
     params:
         images=IMAGES,
         subjects=" ".join(str(s) for s in SUBJECTS),
