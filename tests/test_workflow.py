@@ -22,6 +22,7 @@ SNAKEFILE = ROOT / "Snakefile"
 CONFIG = ROOT / "config" / "config.yaml"
 DEMO = ROOT / "config" / "demo.yaml"
 CPU = ROOT / "config" / "cpu.yaml"
+ZOO = ROOT / "config" / "zoo-demo.yaml"
 
 # Subject -> ages; irregular ids, to show the subject list comes from the data, not a constant.
 FAKE = {1: [2, 5, 11], 2: [3, 20], 5: [8, 9, 30], 17: [1, 43], 82: [4, 7]}
@@ -90,7 +91,7 @@ def n_fake_subjects():
 # --- lint ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("configfile", [CONFIG, DEMO, CPU], ids=["config", "demo", "cpu"])
+@pytest.mark.parametrize("configfile", [CONFIG, DEMO, CPU, ZOO], ids=["config", "demo", "cpu", "zoo-demo"])
 def test_lint_clean(tmp_path, configfile):
     rc, out = snakemake(tmp_path, "--lint", "--configfile", configfile)
     assert rc == 0, out
@@ -159,6 +160,82 @@ def test_subject_list_restricts_folds(tmp_path, fake):
     assert job_counts(out)["train"] == 4
 
 
+# --- training seeds ------------------------------------------------------------------------------
+
+
+def planned(output, rule):
+    """[(output paths, shell command)] of each planned job of `rule`, from a `-n -p` listing."""
+    jobs = []
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", output):
+        if re.match(rf"(?:local)?rule {rule}:", block):
+            outputs = re.search(r"^\s+output: (.*)$", block, re.M).group(1).split(", ")
+            jobs.append((outputs, re.search(r"^Shell command: (.*)$", block, re.M).group(1)))
+    return jobs
+
+
+def test_three_seeds_plan_one_fold_per_loss_seed_and_subject(tmp_path, fake):
+    images, _ = fake
+    over = write_yaml(tmp_path / "over.yaml", {"data": {"images": str(images)}, "seeds": [0, 1, 2]})
+    rc, out = snakemake(tmp_path, "--configfile", CONFIG, over, "--dry-run", "--printshellcmds")
+    assert rc == 0, out
+    counts = job_counts(out)
+    assert counts["train"] == 2 * 3 * n_fake_subjects() and counts["baseline"] == 2, counts
+    assert counts["split"] == n_fake_subjects(), counts  # one split per subject, shared by the seeds
+    trained = set()
+    for outputs, shell in planned(out, "train"):
+        loss, seed, subject = re.fullmatch(r"results/folds/(\w+)/seed(\d)/(\d{3})/metrics\.json", outputs[0]).groups()
+        assert f"--set seed={seed} " in shell and f"--split results/splits/{subject}.tsv" in shell, shell
+        assert f"results/logs/train/{loss}/seed{seed}/{subject}.log" in shell, shell
+        assert f"--state-dir results/state/{loss}/seed{seed}/{subject}" in shell, shell
+        trained.add((loss, int(seed), int(subject)))
+    assert trained == {(loss, seed, s) for loss in ("mean_variance", "softmax") for seed in (0, 1, 2) for s in FAKE}
+    # The baselines are deterministic: one run each, in the folder a one-seed study has.
+    (ridge,) = [o for o, _ in planned(out, "baseline") if "/ridge/" in o[0]]
+    assert [o for o in ridge if o.endswith("metrics.json")] == [f"results/folds/ridge/{s:03d}/metrics.json"
+                                                                for s in sorted(FAKE)]
+
+
+def test_one_seed_keeps_the_fold_folders(tmp_path, fake):
+    # `seeds: [4]`, one seed: the folders of a study without `seeds`, trained with seed 4.
+    images, _ = fake
+    over = write_yaml(tmp_path / "over.yaml", {"data": {"images": str(images)}, "seeds": [4]})
+    rc, out = snakemake(tmp_path, "--configfile", CONFIG, over, "--dry-run", "--printshellcmds")
+    assert rc == 0, out
+    jobs = planned(out, "train")
+    assert len(jobs) == 2 * n_fake_subjects()
+    for outputs, shell in jobs:
+        assert re.fullmatch(r"results/folds/(mean_variance|softmax)/\d{3}/metrics\.json", outputs[0]), outputs
+        assert "--set seed=4 " in shell, shell
+
+
+def test_zoo_demo_plans_every_loss_times_two_seeds(tmp_path):
+    from ageest.losses import LOSSES
+
+    zoo = yaml.safe_load(ZOO.read_text())
+    assert zoo["losses"] == "all" and len(zoo["seeds"]) == 2 and zoo["data"]["source"] == "synthetic"
+    rc, out = snakemake(tmp_path, "--configfile", ZOO, "--dry-run", "--quiet", "rules")
+    assert rc == 0, out
+    counts = job_counts(out)
+    assert counts["train"] == len(LOSSES) * 2 * len(zoo["subjects"]), counts
+    assert counts["baseline"] == 2 and counts["gather"] == 1 and counts["plots"] == 1, counts
+
+
+def test_two_seeds_train_apart_on_one_split(tmp_path):
+    # A real run of one subject's softmax folds with two seeds: each trains with its own seed on the
+    # same validation people, and their predictions differ.
+    over = write_yaml(tmp_path / "over.yaml", {"subjects": [1], "seeds": [0, 1], "baselines": [],
+                                               "data": {"synth_subjects": 8}, "training": {"epochs": 1}})
+    targets = [f"results/folds/softmax/seed{n}/001/metrics.json" for n in (0, 1)]
+    rc, out = snakemake(tmp_path, *targets, "--configfile", DEMO, over, "--cores", "2")
+    assert rc == 0, out[-5000:]
+    folds = [tmp_path / t for t in targets]
+    m0, m1 = (json.loads(f.read_text()) for f in folds)
+    assert (m0["config"]["seed"], m1["config"]["seed"]) == (0, 1)
+    assert m0["split_digest"] == m1["split_digest"]
+    p0, p1 = (pd.read_csv(f.parent / "predictions.tsv", sep="\t") for f in folds)
+    assert list(p0["image"]) == list(p1["image"]) and not p0["predicted_age"].equals(p1["predicted_age"])
+
+
 # --- profiles: each plans the demo study (the SLURM one through its executor plugin) -------------
 
 
@@ -207,6 +284,10 @@ def test_profile_dry_run(tmp_path, profile):
     ({"reference_loss": "hinge"}, "reference_loss"),
     ({"training": {"epochs": 2, "no_such_key": 1}}, "training.no_such_key"),
     ({"training": {"image_size": 8}}, "training.image_size"),
+    ({"seeds": [0, -1]}, "seeds"),
+    ({"seeds": [1, 1]}, "seeds"),
+    ({"losses": "most"}, "losses"),
+    ({"gather": {"bootstrap": 5}}, "gather.bootstrap"),
 ])
 def test_bad_config_stops_before_any_job(tmp_path, fake, override, key):
     images, _ = fake
