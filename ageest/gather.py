@@ -264,7 +264,7 @@ def summary_table(seeds_t: pd.DataFrame, img_err: pd.Series, n_boot: int = 10000
     """One row per method: each figure of seeds.tsv averaged over the method's seeds (counts are
     the same for every seed), the sd of the LOPO MAE over seeds (NaN for one seed) and the
     subject-clustered bootstrap 95% CI of the LOPO MAE from the seed-averaged image errors."""
-    counts = [c for c in seeds_t.columns if c in ("n_subjects", "images") or c.startswith("n_")]
+    counts = [c for c in seeds_t.columns if c == "images" or c.startswith("n_")]
     means = [c for c in seeds_t.columns if c not in counts and c not in ("loss", "seed")]
     by = seeds_t.groupby("loss", sort=False)
     out = by[counts].first().join(by[means].mean())

@@ -134,6 +134,9 @@ def cluster_bootstrap(diffs: Iterable[float], clusters: Iterable, n_boot: int = 
     people sorted by id), and takes the mean difference over all images of the people drawn, each
     person counted as often as drawn: sum of their differences / number of their images.
 
+    Any per-image values work alike: on absolute errors the estimate is the LOPO MAE and the
+    interval its subject-clustered CI (gather's summary).
+
     Returns n_clusters, n, estimate, ci_low, ci_high (percentile interval at `level`) and p, the
     two-sided bootstrap p-value of "no difference": with k the smaller of #{resamples <= 0} and
     #{resamples >= 0} (0 within TIE_TOLERANCE), p = min(1, 2 (k + 1) / (n_boot + 1)). That is,
