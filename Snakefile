@@ -1,5 +1,6 @@
-# ageest: leave-one-person-out (LOPO) evaluation of ResNet age estimation on FG-NET,
-# mean-variance loss vs softmax cross-entropy. See workflow/README.md.
+# ageest: leave-one-person-out (LOPO) evaluation of ResNet age estimation on FG-NET: the config's
+# losses (mean-variance vs softmax by default; `losses: all` for every registered one) and the
+# mean/ridge baselines, over one or several training seeds. See workflow/README.md.
 #
 #   snakemake --cores 4 --resources gpu=1 --configfile config/demo.yaml   # synthetic demo, ~9 min on 2 cores
 #   snakemake --profile profiles/local                      # the real study, one GPU
