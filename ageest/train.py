@@ -23,6 +23,7 @@ from .io import check_writable, save_torch_atomic, write_json_atomic, write_text
 from .losses import LOSSES, loss_spec
 from .model import backbone_batchnorms, build_model, head_parameters
 from .folds import fold_split, predictions_tsv, provenance
+from .forkserver import process_start
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_ce", "train_mean", "train_var", "val_loss", "val_mae",
                    "lr", "seconds", "images_per_second", "val_seconds")
@@ -107,6 +108,8 @@ def run_fold(images: str | Path, subject: int, loss: str, out: str | Path, confi
         return Interrupted(f"fold {subject:03d} {loss}: stopped by signal {stop['signal']} {where}; "
                            f"state saved to {state_path}, rerun to resume")
 
+    startup = time.time() - process_start()  # the fixed cost of a fold job, imports included
+    log(f"first training step {startup:.2f} s after the process started")
     try:
         for epoch in range(st["epoch"], config.epochs):
             frozen = epoch < config.freeze_epochs
@@ -166,7 +169,7 @@ def run_fold(images: str | Path, subject: int, loss: str, out: str | Path, confi
         "val_mae": st["best"]["val_mae"], "best_val_mae_epoch": st["best_mae"]["epoch"],
         "best_val_mae": st["best_mae"]["val_mae"], "test_mae": tm["mae"],
         "test_mae_rounded": float(np.abs(np.rint(tm["predicted_age"]) - tm["age"]).mean()),
-        "test_loss": tm["loss"], "seconds": sum(runs), "attempt_seconds": runs,
+        "test_loss": tm["loss"], "seconds": sum(runs), "attempt_seconds": runs, "startup_seconds": startup,
         "train_seconds": sum(r["seconds"] for r in st["history"]), "device": str(device),
         "bf16": uses_bf16(device, config.precision), "precision": precision_name(device, config.precision),
         "unaligned_fallback": fallback,

@@ -2,8 +2,11 @@
 
 Seed style: every image decoded, flipped, rotated, sheared, resized and cropped by PIL per sample in
 DataLoader workers, fp32, contiguous memory. Fast path: images decoded once into the uint8 cache,
-one affine warp per batch on the device, bf16 autocast where the device has it, channels-last.
+one affine warp per batch on the device, bf16 autocast where the device has it, channels-last,
+fused Adam (as `ageest train`).
 Same model (ResNet34 + head), batch size, optimizer step and loss; images/s over whole steps.
+The two arms take turns (--rounds), so a machine whose load changes during the run slows both
+alike; each round gives a ratio, and the median round is printed.
 
     python benchmarks/train_throughput.py --images ../shared/data/FGNET/images --sizes 224 112
 """
@@ -14,6 +17,7 @@ import argparse
 import itertools
 import os
 import platform
+import statistics
 import time
 
 import torch
@@ -28,24 +32,32 @@ from ageest.losses import loss_kwargs, mean_variance_loss
 from ageest.model import build_model
 
 
-def measure(source, config: Config, device, autocast, channels_last: bool, steps: int) -> float:
-    model = build_model(config.arch, config.num_classes, "none").to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
-    ages = config.age_grid(device)
-    kw = loss_kwargs("mean_variance", config)
-    # One warm-up step (kernel selection, worker start-up), then `steps` timed steps, pipeline included.
-    train_one_epoch(model, itertools.islice(source.train_batches(0), 1), mean_variance_loss, opt, ages,
-                    loss_kwargs=kw, autocast=autocast)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    m, _, _ = train_one_epoch(model, itertools.islice(source.train_batches(1), steps), mean_variance_loss,
-                              opt, ages, loss_kwargs=kw, autocast=autocast)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return m["images"] / (time.perf_counter() - t0)
+class Arm:
+    """One pipeline with its own model and optimizer, measured in turns."""
+
+    def __init__(self, source, config: Config, device, autocast, channels_last: bool, fused: bool):
+        self.model = build_model(config.arch, config.num_classes, "none").to(device)
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=config.lr, fused=fused)
+        self.source, self.device, self.autocast = source, device, autocast
+        self.ages = config.age_grid(device)
+        self.kw = loss_kwargs("mean_variance", config)
+        self.epoch = 0
+        self.measure(1)  # warm-up (kernel selection, allocations): not counted
+
+    def measure(self, steps: int) -> float:
+        """images/s over `steps` steps of a new epoch, pipeline (and worker start-up) included."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        m, _, _ = train_one_epoch(self.model, itertools.islice(self.source.train_batches(self.epoch), steps),
+                                  mean_variance_loss, self.opt, self.ages, loss_kwargs=self.kw,
+                                  autocast=self.autocast)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        self.epoch += 1
+        return m["images"] / (time.perf_counter() - t0)
 
 
 def main() -> None:
@@ -53,6 +65,7 @@ def main() -> None:
     ap.add_argument("--images", required=True)
     ap.add_argument("--sizes", type=int, nargs="+", default=[224, 112])
     ap.add_argument("--steps", type=int, default=3, help="timed steps per measurement")
+    ap.add_argument("--rounds", type=int, default=3, help="measurements of each arm, taking turns")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--workers", type=int, default=None, help="seed-style DataLoader workers (default: cores, at most 4)")
@@ -63,23 +76,29 @@ def main() -> None:
           f"{torch.__version__}, device {device}"
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
     print(f"{'size':>5} {'seed-style img/s':>17} {'fast img/s':>11} {'ratio':>6}  (batch {args.batch_size}, "
-          f"{args.steps} steps each)")
+          f"{args.steps} steps each, median of {args.rounds} rounds)")
     for size in args.sizes:
         c = Config(image_size=size, batch_size=args.batch_size, pretrained="none")
         n = min(len(records), args.batch_size * (args.steps + 1))
         recs = records[:n]
         seed = PlainSource(recs, c, device, default_points_dir(args.images) if c.align != "none" else None,
                            workers=args.workers)
-        base = measure(seed, c, device, autocast_for(device, "fp32"), False, args.steps)
         cache = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"bench-cache-{size}.npy")
         reused = os.path.exists(cache + ".json")
         t0 = time.perf_counter()
         arr, _ = open_cache(cache, records, c, None)
         built = "reused" if reused else f"built in {time.perf_counter() - t0:.1f} s"
         fast_src = TensorSource(arr[:n], [r.age for r in recs], c, device, channels_last=True)
-        fast = measure(fast_src, c, device, autocast_for(device, c.precision), True, args.steps)
-        print(f"{size:>5} {base:>17.1f} {fast:>11.1f} {fast / base:>5.2f}x  (cache of {len(records)} images "
-              f"{built}, once per study)", flush=True)
+        # The seed's Adam is torch's default; ageest's is fused where the device has it (train.py).
+        arms = (Arm(seed, c, device, autocast_for(device, "fp32"), False, fused=None),
+                Arm(fast_src, c, device, autocast_for(device, c.precision), True,
+                    fused=device.type in ("cuda", "cpu")))
+        rounds = [[arm.measure(args.steps) for arm in arms] for _ in range(args.rounds)]
+        base, fast = (statistics.median(r[i] for r in rounds) for i in (0, 1))
+        ratio = statistics.median(f / b for b, f in rounds)
+        print(f"{size:>5} {base:>17.1f} {fast:>11.1f} {ratio:>5.2f}x  (cache of {len(records)} images "
+              f"{built}, once per study; load {os.getloadavg()[0]:.1f}; rounds "
+              + ", ".join(f"{f / b:.2f}x" for b, f in rounds) + ")", flush=True)
 
 
 if __name__ == "__main__":
