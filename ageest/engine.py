@@ -112,8 +112,11 @@ def train_one_epoch(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torc
             finished = False
             break
     state.seconds += time.perf_counter() - t0
+    # TERMS always (NaN where this loss has no such term), then whatever else the loss returned
+    # (kl, l1, residue, bce, ...), so every loss's own terms reach history.tsv.
+    names = TERMS + tuple(k for k in state.sums if k not in TERMS)
     metrics = {f"train_{k}": float(state.sums[k]) / max(state.images, 1) if k in state.sums else float("nan")
-               for k in TERMS}
+               for k in names}
     metrics.update(images=state.images, seconds=state.seconds,
                    images_per_second=state.images / state.seconds if state.seconds > 0 else 0.0)
     return metrics, state, finished

@@ -130,8 +130,7 @@ def run_fold(images: str | Path, subject: int, loss: str, out: str | Path, confi
             vm = evaluate(model, val_src.eval_batches(), loss_fn, ages, loss_kwargs=loss_kwargs,
                           autocast=autocast, predict=spec.predict)
             t_val = time.perf_counter() - t_val
-            row = {"epoch": epoch + 1, **{k: tm[k] for k in ("train_loss", "train_ce", "train_mean",
-                                                              "train_var")},
+            row = {"epoch": epoch + 1, **{k: v for k, v in tm.items() if k.startswith("train_")},
                    "val_loss": vm["loss"], "val_mae": vm["mae"], "lr": lr, "seconds": tm["seconds"],
                    "images_per_second": tm["images_per_second"], "val_seconds": t_val}
             _check_finite(row, subject, loss)
@@ -210,8 +209,7 @@ def _check_ages(ages: list[int], config: Config) -> None:
 
 def _check_finite(row: dict, subject: int, loss: str) -> None:
     if not all(math.isfinite(row[k]) for k in ("train_loss", "val_loss") if k in row):
-        terms = ", ".join(f"{k}={row[k]:.4g}" for k in ("train_loss", "train_ce", "train_mean", "train_var",
-                                                          "val_loss"))
+        terms = ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k.startswith("train_") or k == "val_loss")
         raise AgeestError(f"fold {subject:03d} {loss}: training diverged at epoch {row['epoch']} ({terms}); "
                           f"try a lower lr")
 
@@ -258,9 +256,13 @@ def save_model(path: Path, model, config: Config, metrics: dict) -> None:
 
 
 def _history_tsv(rows: list[dict]) -> str:
-    lines = ["\t".join(HISTORY_COLUMNS)]
+    # The fixed columns, with the loss's own training terms (train_kl, train_l1, ...) after train_var.
+    extra = list(dict.fromkeys(k for r in rows for k in r if k.startswith("train_") and k not in HISTORY_COLUMNS))
+    at = HISTORY_COLUMNS.index("train_var") + 1
+    columns = list(HISTORY_COLUMNS[:at]) + extra + list(HISTORY_COLUMNS[at:])
+    lines = ["\t".join(columns)]
     for r in rows:
-        lines.append("\t".join(str(r[c]) if c == "epoch" else f"{r[c]:.6g}" for c in HISTORY_COLUMNS))
+        lines.append("\t".join(str(r[c]) if c == "epoch" else f"{r.get(c, float('nan')):.6g}" for c in columns))
     return "\n".join(lines) + "\n"
 
 

@@ -1,5 +1,6 @@
 import math
 
+import pandas as pd
 import pytest
 import torch
 
@@ -302,6 +303,14 @@ def test_each_loss_trains_an_epoch_and_predict_gives_the_folds_ages(name, synth_
     assert mae == pytest.approx(m["test_mae"], abs=1e-3)
     if name == "coral":  # whole years: the count of thresholds passed, not an expectation
         assert all(float(r[3]).is_integer() for r in rows)
+    # history.tsv records each of the loss's own terms, not only mean-variance's.
+    history = pd.read_csv(tmp_path / "history.tsv", sep="\t")
+    for term in ("loss",) + OWN_TERMS[name]:
+        assert math.isfinite(history[f"train_{term}"].iloc[0]), (term, list(history.columns))
+
+
+OWN_TERMS = {"mean_variance": ("ce", "mean", "var"), "softmax": ("ce",), "dldl": ("kl",), "dldl_v2": ("kl", "l1"),
+             "mean_residue": ("ce", "mean", "residue"), "sord": ("ce",), "l1": ("l1",), "coral": ("bce",)}
 
 
 def test_a_study_listing_every_loss_plans_one_fold_per_loss_and_subject(tmp_path_factory):
