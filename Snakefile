@@ -2,7 +2,7 @@
 # losses (mean-variance vs softmax by default; `losses: all` for every registered one) and the
 # mean/ridge baselines, over one or several training seeds. See workflow/README.md.
 #
-#   snakemake --cores 4 --resources gpu=1 --configfile config/demo.yaml   # synthetic demo, ~9 min on 2 cores
+#   snakemake --cores 4 --resources gpu=1 --configfile config/demo.yaml   # synthetic demo, ~4-5 min on 2 cores
 #   snakemake --profile profiles/local                      # the real study, one GPU
 #   snakemake --profile profiles/slurm                      # the real study on a SLURM cluster
 
