@@ -272,11 +272,6 @@ LOSSES: Dict[str, LossSpec] = {
 }
 
 
-def get_loss(name: str) -> LossFn:
-    """The loss function registered as `name`; ConfigError naming the known ones otherwise."""
-    return loss_spec(name).fn
-
-
 def loss_kwargs(name: str, config: Any) -> Dict[str, Any]:
     """The keyword arguments loss `name` takes from `config`, as its registry entry declares them."""
     return loss_spec(name).kwargs(config)

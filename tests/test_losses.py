@@ -8,7 +8,7 @@ from ageest.errors import ConfigError
 import inspect
 
 from ageest.config import Config, field_names
-from ageest.losses import LOSSES, LossSpec, expected_age, get_loss, loss_kwargs, mean_variance_loss, softmax_loss
+from ageest.losses import LOSSES, LossSpec, expected_age, loss_kwargs, loss_spec, mean_variance_loss, softmax_loss
 
 AGES = torch.tensor([0.0, 1.0, 2.0])
 
@@ -50,9 +50,9 @@ def test_gradients_flow_and_bf16_logits():
 
 def test_registry_and_errors():
     assert set(LOSSES) >= {"mean_variance", "softmax"}
-    assert get_loss("softmax") is softmax_loss
+    assert loss_spec("softmax").fn is softmax_loss
     with pytest.raises(ConfigError, match="unknown loss 'huber'"):
-        get_loss("huber")
+        loss_spec("huber")
     with pytest.raises(IndexError, match="out of bounds"):
         softmax_loss(torch.zeros(1, 3), torch.tensor([5.0]), AGES)
 
