@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from ageest.augment import IMAGENET_MEAN, IMAGENET_STD, affine_params, augment_batch, center_crop, normalize
+from ageest.augment import (IMAGENET_MEAN, IMAGENET_STD, affine_grid, affine_params, augment_batch, center_crop,
+                            normalize)
 
 
 def _img(n=2, s=16):
@@ -25,6 +26,49 @@ def test_flip_only():
     same = [torch.allclose(o, r, atol=1e-4) for o, r in zip(out, ref)]
     flip = [torch.allclose(o, f, atol=1e-4) for o, f in zip(out, flipped)]
     assert all(a or b for a, b in zip(same, flip)) and 10 < sum(flip) < 54
+
+
+@pytest.mark.parametrize("size", [1, 7, 224])
+def test_affine_grid_is_torchs(size):
+    theta = affine_params(5, 256, 224, 10, 16, True, torch.Generator().manual_seed(7))
+    ours = affine_grid(theta, size)
+    ref = torch.nn.functional.affine_grid(theta, [5, 3, size, size], align_corners=False)
+    assert ours.shape == ref.shape == (5, size, size, 2)
+    assert (ours - ref).abs().max() < 1e-6
+
+
+def test_affine_grid_by_hand():
+    # Two pixels a side: centres at -1/2 and +1/2. A pure shift by (0.25, -1) moves every point so.
+    theta = torch.tensor([[[1.0, 0.0, 0.25], [0.0, 1.0, -1.0]]])
+    grid = affine_grid(theta, 2)
+    assert torch.equal(grid[0, :, :, 0], torch.tensor([[-0.25, 0.75], [-0.25, 0.75]]))
+    assert torch.equal(grid[0, :, :, 1], torch.tensor([[-1.5, -1.5], [-0.5, -0.5]]))
+    # x_in = y_out (a transpose): the x coordinate follows the row.
+    grid = affine_grid(torch.tensor([[[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]]), 2)
+    assert torch.equal(grid[0, :, :, 0], torch.tensor([[-0.5, -0.5], [0.5, 0.5]]))
+
+
+def test_normalize_by_hand():
+    x = torch.tensor([[[[0, 255, 128]]]], dtype=torch.uint8)  # one pixel, (1, 1, 1, 3)
+    out = normalize(x)
+    want = [(0 - IMAGENET_MEAN[0]) / IMAGENET_STD[0], (1 - IMAGENET_MEAN[1]) / IMAGENET_STD[1],
+            (128 / 255 - IMAGENET_MEAN[2]) / IMAGENET_STD[2]]
+    assert out.shape == (1, 3, 1, 1) and out.dtype == torch.float32
+    assert torch.allclose(out.flatten(), torch.tensor(want), atol=1e-6)
+
+
+def test_batches_come_in_the_layout_and_precision_asked_with_the_same_values():
+    """A bf16 channels-last batch holds what bf16 autocast would make of the float32 batch."""
+    x = _img(n=4, s=20)
+    kw = dict(rotate=10, shear=16, flip=True)
+    ref = augment_batch(x, 16, **kw, generator=torch.Generator().manual_seed(3))
+    out = augment_batch(x, 16, **kw, generator=torch.Generator().manual_seed(3),
+                        memory_format=torch.channels_last, dtype=torch.bfloat16)
+    assert out.dtype == torch.bfloat16 and out.is_contiguous(memory_format=torch.channels_last)
+    assert not out.is_contiguous() and ref.is_contiguous()
+    assert torch.equal(out, ref.to(torch.bfloat16))
+    ev = normalize(x, memory_format=torch.channels_last, dtype=torch.bfloat16)
+    assert ev.is_contiguous(memory_format=torch.channels_last) and torch.equal(ev, normalize(x).to(torch.bfloat16))
 
 
 def _bilinear_window(img, top, left, size):
