@@ -5,8 +5,15 @@ DataLoader workers, fp32, contiguous memory. Fast path: images decoded once into
 one affine warp per batch on the device, bf16 autocast where the device has it, channels-last,
 fused Adam (as `ageest train`).
 Same model (ResNet34 + head), batch size, optimizer step and loss; images/s over whole steps.
+A measurement is one epoch of a fold (--steps 14: ~900 training images of FG-NET at batch 64), so
+the seed's DataLoader start-up and the batches its workers prefetch count once per epoch, as in
+training; a window of a few steps charges them several times over and flatters the fast path.
+The ratio of the steady steps (all but each epoch's first) is printed beside it.
 The two arms take turns (--rounds), so a machine whose load changes during the run slows both
 alike; each round gives a ratio, and the median round is printed.
+Then the ceiling: torch.profiler times the fast arm's convolutions (forward and backward) over a
+few steps, and the script prints the ratio a fast path made of nothing but those convolutions would
+reach against the seed style's epoch. No change outside the convolutions can beat that ratio.
 
     python benchmarks/train_throughput.py --images ../shared/data/FGNET/images --sizes 224 112
 """
@@ -26,7 +33,7 @@ from ageest.cache import default_points_dir, open_cache
 from ageest.config import Config
 from ageest.data import PlainSource, TensorSource
 from ageest.devices import resolve_device
-from ageest.engine import autocast_for, train_one_epoch
+from ageest.engine import autocast_for, batch_dtype, train_one_epoch
 from ageest.fgnet import scan_images
 from ageest.losses import loss_kwargs, mean_variance_loss
 from ageest.model import build_model
@@ -46,25 +53,45 @@ class Arm:
         self.epoch = 0
         self.measure(1)  # warm-up (kernel selection, allocations): not counted
 
-    def measure(self, steps: int) -> float:
-        """images/s over `steps` steps of a new epoch, pipeline (and worker start-up) included."""
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
+    def measure(self, steps: int) -> tuple[float, float]:
+        """images/s over `steps` steps of a new epoch, pipeline (and worker start-up) included; and
+        images/s of the steps after the first (the median step)."""
+        sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
+        stamps, sizes = [], []
+
+        def stamped(batches):
+            for x, y in batches:
+                sync()
+                stamps.append(time.perf_counter())
+                sizes.append(x.shape[0])
+                yield x, y
+
+        sync()
         t0 = time.perf_counter()
-        m, _, _ = train_one_epoch(self.model, itertools.islice(self.source.train_batches(self.epoch), steps),
+        m, _, _ = train_one_epoch(self.model, stamped(itertools.islice(self.source.train_batches(self.epoch), steps)),
                                   mean_variance_loss, self.opt, self.ages, loss_kwargs=self.kw,
                                   autocast=self.autocast)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
+        sync()
+        t1 = time.perf_counter()
         self.epoch += 1
-        return m["images"] / (time.perf_counter() - t0)
+        # A step runs from its batch's arrival to the next batch's (or the end of the epoch).
+        later = [n / (b - a) for n, a, b in zip(sizes[1:], stamps[1:], stamps[2:] + [t1])]
+        return m["images"] / (t1 - t0), statistics.median(later) if later else float("nan")
+
+    def conv_seconds_per_image(self, steps: int) -> float:
+        """Seconds per image in convolutions (forward and backward) over `steps` steps, by
+        torch.profiler (CPU: the profiler's op times are the work itself, not kernel launches)."""
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            self.measure(steps)
+        conv_us = sum(e.self_cpu_time_total for e in prof.key_averages() if "convolution" in e.key)
+        return conv_us / 1e6 / (steps * self.source.config.batch_size)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", required=True)
     ap.add_argument("--sizes", type=int, nargs="+", default=[224, 112])
-    ap.add_argument("--steps", type=int, default=3, help="timed steps per measurement")
+    ap.add_argument("--steps", type=int, default=14, help="timed steps per measurement (an epoch)")
     ap.add_argument("--rounds", type=int, default=3, help="measurements of each arm, taking turns")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--device", default="auto")
@@ -75,11 +102,11 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
           f"{torch.__version__}, device {device}"
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
-    print(f"{'size':>5} {'seed-style img/s':>17} {'fast img/s':>11} {'ratio':>6}  (batch {args.batch_size}, "
-          f"{args.steps} steps each, median of {args.rounds} rounds)")
+    print(f"{'size':>5} {'seed-style img/s':>17} {'fast img/s':>11} {'ratio':>6} {'steady steps':>13}  "
+          f"(batch {args.batch_size}, {args.steps} steps each, median of {args.rounds} rounds)")
     for size in args.sizes:
         c = Config(image_size=size, batch_size=args.batch_size, pretrained="none")
-        n = min(len(records), args.batch_size * (args.steps + 1))
+        n = min(len(records), args.batch_size * args.steps)  # one whole epoch: no batch prefetched in vain
         recs = records[:n]
         seed = PlainSource(recs, c, device, default_points_dir(args.images) if c.align != "none" else None,
                            workers=args.workers)
@@ -88,17 +115,24 @@ def main() -> None:
         t0 = time.perf_counter()
         arr, _ = open_cache(cache, records, c, None)
         built = "reused" if reused else f"built in {time.perf_counter() - t0:.1f} s"
-        fast_src = TensorSource(arr[:n], [r.age for r in recs], c, device, channels_last=True)
+        fast_src = TensorSource(arr[:n], [r.age for r in recs], c, device, channels_last=True,
+                               dtype=batch_dtype(device, c.precision))
         # The seed's Adam is torch's default; ageest's is fused where the device has it (train.py).
         arms = (Arm(seed, c, device, autocast_for(device, "fp32"), False, fused=None),
                 Arm(fast_src, c, device, autocast_for(device, c.precision), True,
                     fused=device.type in ("cuda", "cpu")))
         rounds = [[arm.measure(args.steps) for arm in arms] for _ in range(args.rounds)]
-        base, fast = (statistics.median(r[i] for r in rounds) for i in (0, 1))
-        ratio = statistics.median(f / b for b, f in rounds)
-        print(f"{size:>5} {base:>17.1f} {fast:>11.1f} {ratio:>5.2f}x  (cache of {len(records)} images "
-              f"{built}, once per study; load {os.getloadavg()[0]:.1f}; rounds "
-              + ", ".join(f"{f / b:.2f}x" for b, f in rounds) + ")", flush=True)
+        base, fast = (statistics.median(r[i][0] for r in rounds) for i in (0, 1))
+        ratio = statistics.median(f[0] / b[0] for b, f in rounds)
+        steady = statistics.median(f[1] / b[1] for b, f in rounds)
+        print(f"{size:>5} {base:>17.1f} {fast:>11.1f} {ratio:>5.2f}x {steady:>12.2f}x  (cache of {len(records)} "
+              f"images {built}, once per study; load {os.getloadavg()[0]:.1f}; rounds "
+              + ", ".join(f"{f[0] / b[0]:.2f}x" for b, f in rounds) + ")", flush=True)
+        if device.type == "cpu":
+            conv = arms[1].conv_seconds_per_image(min(3, args.steps))
+            print(f"{'':>5} ceiling: the fast arm's convolutions alone take {1000 * conv:.1f} ms per image "
+                  f"({conv * fast:.0%} of its epoch); a fast path of nothing but them would be "
+                  f"{1 / (conv * base):.2f}x the seed style", flush=True)
 
 
 if __name__ == "__main__":
