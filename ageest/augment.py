@@ -15,25 +15,18 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def _imagenet_normalize(x: torch.Tensor, value_range: float, memory_format: torch.memory_format,
-                        dtype: torch.dtype) -> torch.Tensor:
-    """(N, 3, H, W) with values in 0..value_range (any real dtype, any strides) -> a new tensor,
-    ImageNet-normalised, in `memory_format` and `dtype`. The one place the normalisation is done
-    (torchvision's Normalize(IMAGENET_MEAN, IMAGENET_STD) is the plain pipeline's equal). One pass
-    writes the layout and precision the network takes (channels-last, bf16 under bf16 autocast): a
-    copy and a cast fewer per batch, the same values (autocast rounds fp32 inputs to bf16 alike)."""
-    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float64).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=torch.float64).view(1, 3, 1, 1)
-    scale = (1 / (std * value_range)).to(x.device, torch.float32)
-    shift = (-mean / std).to(x.device, torch.float32)
-    out = torch.empty(x.shape, dtype=dtype, device=x.device, memory_format=memory_format)
-    return torch.addcmul(shift, x, scale, out=out)
+def _imagenet_normalize_(x: torch.Tensor, value_range: float) -> torch.Tensor:
+    """In place: float (N, 3, H, W) with values in 0..value_range -> ImageNet-normalised. The one
+    place the normalisation is done; torchvision's Normalize(IMAGENET_MEAN, IMAGENET_STD) is the
+    plain pipeline's equal."""
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1) * value_range
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1) * value_range
+    return x.sub_(mean).div_(std)
 
 
-def normalize(x_uint8_nhwc: torch.Tensor, memory_format: torch.memory_format = torch.contiguous_format,
-              dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """uint8 (N, H, W, 3) -> (N, 3, H, W) of `dtype` in `memory_format`, ImageNet-normalised."""
-    return _imagenet_normalize(x_uint8_nhwc.permute(0, 3, 1, 2), 255, memory_format, dtype)
+def normalize(x_uint8_nhwc: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> float32 (N, 3, H, W), ImageNet-normalised."""
+    return _imagenet_normalize_(x_uint8_nhwc.permute(0, 3, 1, 2).float().div_(255), 1)
 
 
 def center_crop(x_uint8_nhwc: torch.Tensor, size: int) -> torch.Tensor:
@@ -80,7 +73,7 @@ def affine_params(n: int, in_size: int, out_size: int, rotate: float, shear: flo
 def affine_grid(theta: torch.Tensor, size: int) -> torch.Tensor:
     """`F.affine_grid(theta, [n, C, size, size], align_corners=False)`: (n, 2, 3) -> (n, size, size, 2),
     as two broadcast sums (x and y are each a sum of a row term and a column term). torch's version
-    is a batched matrix product with an inner dimension of 3: 20x slower on a CPU at 224 px."""
+    is a batched matrix product with an inner dimension of 3: 10-20x slower on a CPU."""
     n = theta.shape[0]
     centre = (torch.arange(size, device=theta.device, dtype=theta.dtype) * 2 + 1) / size - 1  # pixel centres
     grid = torch.empty(n, size, size, 2, device=theta.device, dtype=theta.dtype)
@@ -92,11 +85,8 @@ def affine_grid(theta: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def augment_batch(x_uint8_nhwc: torch.Tensor, out_size: int, rotate: float, shear: float, flip: bool,
-                  generator: torch.Generator | None = None,
-                  memory_format: torch.memory_format = torch.contiguous_format,
-                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Random flip/rotate/shear/crop of a uint8 (N, S, S, 3) batch -> normalised (N, 3, out, out) of
-    `dtype` in `memory_format`.
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """Random flip/rotate/shear/crop of a uint8 (N, S, S, 3) batch -> normalised float (N, 3, out, out).
 
     Pixels warped in from outside the image are black, as torchvision's RandomRotation leaves them.
     """
@@ -106,4 +96,4 @@ def augment_batch(x_uint8_nhwc: torch.Tensor, out_size: int, rotate: float, shea
     # Warp raw 0..255 values so out-of-image zeros stay black after normalisation.
     out = F.grid_sample(x, affine_grid(theta, out_size), mode="bilinear", padding_mode="zeros",
                         align_corners=False)
-    return _imagenet_normalize(out, 255, memory_format, dtype)
+    return _imagenet_normalize_(out, 255)

@@ -35,31 +35,33 @@ class TensorSource:
     """Images already decoded at the resize size, held as one uint8 tensor on the device."""
 
     def __init__(self, images: np.ndarray, ages: Sequence[int], config: Config, device: torch.device,
-                 channels_last: bool = False, dtype: torch.dtype = torch.float32):
-        """Batches come in the layout and dtype the model takes: channels-last if asked, and bf16
-        where it trains under bf16 autocast (which would cast a float32 batch to the same values)."""
+                 channels_last: bool = False):
         # A memory-mapped slice is read-only; torch wants a writable array (one copy, then the device).
         self.x = torch.from_numpy(np.require(images, np.uint8, ["C", "W"])).to(device)
         self.y = torch.as_tensor(list(ages), dtype=torch.float32, device=device)
         self.config = config
-        self.layout = {"memory_format": torch.channels_last if channels_last else torch.contiguous_format,
-                       "dtype": dtype}
+        self.channels_last = channels_last
 
     def __len__(self) -> int:
         return self.x.shape[0]
+
+    def _fmt(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def train_batches(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         c = self.config
         order = epoch_order(len(self), c.seed, epoch).to(self.x.device)
         for b in range(start, num_batches(len(self), c.batch_size)):
             idx = order[b * c.batch_size:(b + 1) * c.batch_size]
-            yield augment_batch(self.x[idx], c.image_size, c.rotate, c.shear, c.flip,
-                                batch_generator(c.seed, epoch, b), **self.layout), self.y[idx]
+            x = augment_batch(self.x[idx], c.image_size, c.rotate, c.shear, c.flip,
+                              batch_generator(c.seed, epoch, b))
+            yield self._fmt(x), self.y[idx]
 
     def eval_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         bs = self.config.eval_batch_size
         for i in range(0, len(self), bs):
-            yield normalize(center_crop(self.x[i:i + bs], self.config.image_size), **self.layout), self.y[i:i + bs]
+            x = normalize(center_crop(self.x[i:i + bs], self.config.image_size))
+            yield self._fmt(x), self.y[i:i + bs]
 
 
 class _PlainDataset(torch.utils.data.Dataset):

@@ -61,12 +61,6 @@ def uses_bf16(device: torch.device, precision: str) -> bool:
     return False
 
 
-def batch_dtype(device: torch.device, precision: str) -> torch.dtype:
-    """The dtype batches are made in: bf16 where training runs under bf16 autocast (the first
-    convolution would cast them to exactly that), float32 elsewhere."""
-    return torch.bfloat16 if uses_bf16(device, precision) else torch.float32
-
-
 def precision_name(device: torch.device, precision: str) -> str:
     """The precision a fold actually trains in, as recorded in metrics.json: 'bf16' or 'fp32'."""
     return "bf16" if uses_bf16(device, precision) else "fp32"

@@ -16,8 +16,7 @@ from .cache import default_cache_path, default_points_dir, open_cache
 from .config import Config, add_config_arguments, load_config
 from .data import PlainSource, TensorSource
 from .devices import resolve_device
-from .engine import (EpochState, autocast_for, batch_dtype, evaluate, precision_name, train_one_epoch,
-                     uses_bf16)
+from .engine import EpochState, autocast_for, evaluate, precision_name, train_one_epoch, uses_bf16
 from .errors import AgeestError, DataError
 from .fgnet import data_fingerprint, scan_images
 from .io import check_writable, save_torch_atomic, write_json_atomic, write_text_atomic
@@ -69,8 +68,7 @@ def run_fold(images: str | Path, subject: int, loss: str, out: str | Path, confi
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
     channels_last = config.channels_last and device.type != "mps"
-    sources, fallback = _make_sources(records, split, config, device, cache, points_dir, channels_last,
-                                      batch_dtype(device, config.precision))
+    sources, fallback = _make_sources(records, split, config, device, cache, points_dir, channels_last)
     train_src, val_src, test_src = sources
     log(f"fold subject={subject:03d} loss={loss}: {len(split.train)} train, {len(split.val)} val, "
         f"{len(split.test)} test images on {device}")
@@ -189,8 +187,7 @@ def run_fold(images: str | Path, subject: int, loss: str, out: str | Path, confi
     return metrics
 
 
-def _make_sources(records, split, config: Config, device, cache, points_dir, channels_last: bool,
-                  dtype: torch.dtype):
+def _make_sources(records, split, config: Config, device, cache, points_dir, channels_last: bool):
     if config.pipeline == "plain":
         return [PlainSource([records[i] for i in idx], config, device, points_dir)
                 for idx in (split.train, split.val, split.test)], 0
@@ -199,7 +196,7 @@ def _make_sources(records, split, config: Config, device, cache, points_dir, cha
     fell = set(meta.get("fallback", []))
     used = split.train + split.val + split.test
     fallback = sum(records[i].name in fell for i in used)
-    return [TensorSource(arr[list(idx)], [records[i].age for i in idx], config, device, channels_last, dtype)
+    return [TensorSource(arr[list(idx)], [records[i].age for i in idx], config, device, channels_last)
             for idx in (split.train, split.val, split.test)], fallback
 
 

@@ -18,7 +18,7 @@ import torch
 from ageest.cache import open_cache
 from ageest.config import Config
 from ageest.data import TensorSource
-from ageest.engine import autocast_for, batch_dtype
+from ageest.engine import autocast_for
 from ageest.fgnet import scan_images
 from ageest.losses import loss_kwargs, mean_variance_loss
 from ageest.model import build_model
@@ -84,8 +84,7 @@ def main() -> None:
         cache = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"bench-cache-{size}.npy")
         arr, _ = open_cache(cache, records, c, None)
         n = args.batch_size * (args.steps + 1)
-        src = TensorSource(arr[:n], [r.age for r in records[:n]], c, torch.device("cpu"), channels_last=True,
-                           dtype=batch_dtype(torch.device("cpu"), c.precision))
+        src = TensorSource(arr[:n], [r.age for r in records[:n]], c, torch.device("cpu"), channels_last=True)
         p = phases(src, c, args.steps)
         print(f"{size:>5} " + " ".join(f"{1000 * p[k]:>{w}.2f}" for k, w in
                                        (("augment", 8), ("forward", 8), ("backward", 9), ("optimizer", 10),

@@ -33,7 +33,7 @@ from ageest.cache import default_points_dir, open_cache
 from ageest.config import Config
 from ageest.data import PlainSource, TensorSource
 from ageest.devices import resolve_device
-from ageest.engine import autocast_for, batch_dtype, train_one_epoch
+from ageest.engine import autocast_for, train_one_epoch
 from ageest.fgnet import scan_images
 from ageest.losses import loss_kwargs, mean_variance_loss
 from ageest.model import build_model
@@ -115,8 +115,7 @@ def main() -> None:
         t0 = time.perf_counter()
         arr, _ = open_cache(cache, records, c, None)
         built = "reused" if reused else f"built in {time.perf_counter() - t0:.1f} s"
-        fast_src = TensorSource(arr[:n], [r.age for r in recs], c, device, channels_last=True,
-                               dtype=batch_dtype(device, c.precision))
+        fast_src = TensorSource(arr[:n], [r.age for r in recs], c, device, channels_last=True)
         # The seed's Adam is torch's default; ageest's is fused where the device has it (train.py).
         arms = (Arm(seed, c, device, autocast_for(device, "fp32"), False, fused=None),
                 Arm(fast_src, c, device, autocast_for(device, c.precision), True,

@@ -57,20 +57,6 @@ def test_normalize_by_hand():
     assert torch.allclose(out.flatten(), torch.tensor(want), atol=1e-6)
 
 
-def test_batches_come_in_the_layout_and_precision_asked_with_the_same_values():
-    """A bf16 channels-last batch holds what bf16 autocast would make of the float32 batch."""
-    x = _img(n=4, s=20)
-    kw = dict(rotate=10, shear=16, flip=True)
-    ref = augment_batch(x, 16, **kw, generator=torch.Generator().manual_seed(3))
-    out = augment_batch(x, 16, **kw, generator=torch.Generator().manual_seed(3),
-                        memory_format=torch.channels_last, dtype=torch.bfloat16)
-    assert out.dtype == torch.bfloat16 and out.is_contiguous(memory_format=torch.channels_last)
-    assert not out.is_contiguous() and ref.is_contiguous()
-    assert torch.equal(out, ref.to(torch.bfloat16))
-    ev = normalize(x, memory_format=torch.channels_last, dtype=torch.bfloat16)
-    assert ev.is_contiguous(memory_format=torch.channels_last) and torch.equal(ev, normalize(x).to(torch.bfloat16))
-
-
 def _bilinear_window(img, top, left, size):
     """The size x size window of img (H, W, C) at fractional offset (top, left), bilinear."""
     t0, l0 = math.floor(top), math.floor(left)

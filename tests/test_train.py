@@ -49,27 +49,6 @@ def test_fold_end_to_end(synth_small, tmp_path):
     assert m == saved
 
 
-@pytest.mark.parametrize("precision, dtype", [("fp32", torch.float32), ("bf16", torch.bfloat16)])
-def test_batches_come_in_the_training_precision(synth_small, tmp_path, monkeypatch, precision, dtype):
-    """Under bf16 autocast the source hands the network bf16 batches (no cast per batch); in fp32, fp32."""
-    import ageest.train as train
-
-    seen = set()
-
-    def spy(model, batches, *a, **k):
-        def look(bs):
-            for x, y in bs:
-                seen.add((x.dtype, x.is_contiguous(memory_format=torch.channels_last)))
-                yield x, y
-        return inner(model, look(batches), *a, **k)
-
-    inner = train.train_one_epoch
-    monkeypatch.setattr(train, "train_one_epoch", spy)
-    m = run_fold(synth_small, 2, "softmax", tmp_path / "f", _cfg(precision=precision, epochs=1),
-                 log=lambda *_: None)
-    assert m["precision"] == precision and seen == {(dtype, True)}
-
-
 def test_same_command_twice_same_result(synth_small, tmp_path):
     a = run_fold(synth_small, 3, "softmax", tmp_path / "a", _cfg(), log=lambda *_: None)
     b = run_fold(synth_small, 3, "softmax", tmp_path / "b", _cfg(), log=lambda *_: None)

@@ -1,0 +1,61 @@
+"""Making one training batch on the device, before and after issue 12's change, side by side.
+
+Before: the sampling grid by `F.affine_grid` (a batched matrix product with an inner dimension of
+3). After: `augment_batch` as ageest runs it, the grid as two broadcast sums (augment.affine_grid).
+Everything else (the draws, `grid_sample`, normalisation) is the same code. The two alternate
+(--rounds); the median milliseconds per batch of 64 are printed.
+
+    python benchmarks/batch_prep.py --sizes 112 224
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from ageest.augment import _imagenet_normalize_, affine_params, augment_batch
+
+
+def before(x: torch.Tensor, size: int, g: torch.Generator) -> torch.Tensor:
+    theta = affine_params(x.shape[0], x.shape[1], size, 10, 16, True, g)
+    grid = F.affine_grid(theta, [x.shape[0], 3, size, size], align_corners=False)
+    out = F.grid_sample(x.permute(0, 3, 1, 2).float(), grid, mode="bilinear", padding_mode="zeros",
+                        align_corners=False)
+    return _imagenet_normalize_(out, 255)
+
+
+def after(x: torch.Tensor, size: int, g: torch.Generator) -> torch.Tensor:
+    return augment_batch(x, size, 10, 16, True, g)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[112, 224])
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--rounds", type=int, default=9)
+    args = ap.parse_args()
+    print(f"{os.cpu_count()} cores, {torch.get_num_threads()} threads, torch {torch.__version__}; "
+          f"ms per batch of {args.batch_size}, median of {args.rounds} rounds")
+    for size in args.sizes:
+        resize = round(size * 256 / 224)
+        x = torch.randint(0, 256, (args.batch_size, resize, resize, 3), dtype=torch.uint8)
+        same = (before(x, size, torch.Generator().manual_seed(0)) - after(x, size, torch.Generator().manual_seed(0)))
+        times = {before: [], after: []}
+        for r in range(args.rounds + 1):
+            for f in times:
+                t0 = time.perf_counter()
+                f(x, size, torch.Generator().manual_seed(r))
+                if r:  # the first round allocates: not counted
+                    times[f].append(1000 * (time.perf_counter() - t0))
+        b, a = (statistics.median(times[f]) for f in (before, after))
+        print(f"{size:>5} px: before {b:6.1f} ms, after {a:6.1f} ms ({b / a:.1f}x; largest difference in "
+              f"the batch {same.abs().max().item():.3g}, load {os.getloadavg()[0]:.1f})", flush=True)
+
+
+if __name__ == "__main__":
+    main()

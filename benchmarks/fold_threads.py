@@ -1,0 +1,111 @@
+"""Folds side by side on a CPU: one fold with every core's thread against one fold per core with
+one thread each (what config/cpu.yaml does: `threads: 1` and `--cores N` train N folds at once).
+
+Each arm trains ageest's fast path (ResNet34 + head, batch 64 unless told, as `ageest train`) in worker
+processes started once; the arms take turns (--rounds) and each measurement is the images all of
+an arm's folds trained, over the wall time from the first's start to the last's end.
+
+    python benchmarks/fold_threads.py --images ../shared/data/FGNET/images --sizes 112 224
+    python benchmarks/fold_threads.py --images ../shared/data/FGNET/images --sizes 32 --arch resnet18 --batch-size 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import multiprocessing as mp
+import os
+import statistics
+import time
+
+
+def _fold(conn, images: str, size: int, threads: int, arch: str, batch: int) -> None:
+    """A worker: one fold's model and data; on each request, `steps` training steps."""
+    import torch
+
+    torch.set_num_threads(threads)
+    from ageest.cache import open_cache
+    from ageest.config import Config
+    from ageest.data import TensorSource
+    from ageest.engine import autocast_for, train_one_epoch
+    from ageest.fgnet import scan_images
+    from ageest.losses import loss_kwargs, mean_variance_loss
+    from ageest.model import build_model
+
+    cpu = torch.device("cpu")
+    records = scan_images(images)
+    c = Config(arch=arch, image_size=size, batch_size=batch, pretrained="none")
+    arr, _ = open_cache(os.path.join(os.environ.get("TMPDIR", "/tmp"), f"bench-cache-{size}.npy"), records, c, None)
+    src = TensorSource(arr, [r.age for r in records], c, cpu, channels_last=True)
+    model = build_model(arch, c.num_classes, "none").to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), lr=c.lr, fused=True)
+    kw = dict(loss_kwargs=loss_kwargs("mean_variance", c), autocast=autocast_for(cpu, c.precision))
+    ages, epoch = c.age_grid(cpu), 0
+
+    def train(steps: int) -> int:
+        nonlocal epoch
+        m, _, _ = train_one_epoch(model, itertools.islice(src.train_batches(epoch), steps), mean_variance_loss,
+                                  opt, ages, **kw)
+        epoch += 1
+        return m["images"]
+
+    train(1)  # kernel selection and allocations: not counted
+    conn.send("ready")
+    while (steps := conn.recv()) is not None:
+        t0 = time.perf_counter()  # CLOCK_MONOTONIC: comparable across processes
+        n = train(steps)
+        conn.send((n, t0, time.perf_counter()))
+
+
+class Arm:
+    def __init__(self, folds: int, threads: int, images: str, size: int, arch: str, batch: int):
+        ctx = mp.get_context("spawn")
+        self.conns, self.procs = [], []
+        for _ in range(folds):
+            parent, child = ctx.Pipe()
+            p = ctx.Process(target=_fold, args=(child, images, size, threads, arch, batch), daemon=True)
+            p.start()
+            self.conns.append(parent)
+            self.procs.append(p)
+        for c in self.conns:
+            assert c.recv() == "ready"
+        self.name = f"{folds} fold{'s' if folds > 1 else ''} x {threads} thread{'s' if threads > 1 else ''}"
+
+    def measure(self, steps: int) -> float:
+        for c in self.conns:
+            c.send(steps)
+        results = [c.recv() for c in self.conns]
+        return sum(n for n, _, _ in results) / (max(t1 for _, _, t1 in results) - min(t0 for _, t0, _ in results))
+
+    def close(self) -> None:
+        for c in self.conns:
+            c.send(None)
+        for p in self.procs:
+            p.join()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", required=True)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[32, 112, 224])
+    ap.add_argument("--arch", default="resnet34")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=6, help="training steps per fold and measurement")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--cores", type=int, default=os.cpu_count())
+    args = ap.parse_args()
+    print(f"{args.arch}, batch {args.batch_size}, {args.cores} cores, fast path (bf16 where native); images/s of all folds together")
+    print(f"{'size':>5} {'1 fold x ' + str(args.cores) + ' threads':>22} {str(args.cores) + ' folds x 1 thread':>20} {'ratio':>6}")
+    for size in args.sizes:
+        arms = tuple(Arm(f, t, args.images, size, args.arch, args.batch_size) for f, t in ((1, args.cores), (args.cores, 1)))
+        rounds = [[arm.measure(args.steps) for arm in arms] for _ in range(args.rounds)]
+        for arm in arms:
+            arm.close()
+        one, many = (statistics.median(r[i] for r in rounds) for i in (0, 1))
+        ratio = statistics.median(m / o for o, m in rounds)
+        print(f"{size:>5} {one:>22.1f} {many:>20.1f} {ratio:>5.2f}x  (load {os.getloadavg()[0]:.1f}; rounds "
+              + ", ".join(f"{m / o:.2f}x" for o, m in rounds) + ")", flush=True)
+
+
+if __name__ == "__main__":
+    main()
