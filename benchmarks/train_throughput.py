@@ -55,23 +55,25 @@ class Arm:
 
     def measure(self, steps: int) -> tuple[float, float]:
         """images/s over `steps` steps of a new epoch, pipeline (and worker start-up) included; and
-        images/s of the steps after the first (the median step)."""
-        sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
+        images/s of the steps after the first (the median step; CPU only: timing single steps on a
+        GPU would need a synchronisation per step, which training does not do)."""
+        cuda = self.device.type == "cuda"
         stamps, sizes = [], []
 
         def stamped(batches):
             for x, y in batches:
-                sync()
                 stamps.append(time.perf_counter())
                 sizes.append(x.shape[0])
                 yield x, y
 
-        sync()
+        batches = itertools.islice(self.source.train_batches(self.epoch), steps)
+        if cuda:
+            torch.cuda.synchronize()
         t0 = time.perf_counter()
-        m, _, _ = train_one_epoch(self.model, stamped(itertools.islice(self.source.train_batches(self.epoch), steps)),
-                                  mean_variance_loss, self.opt, self.ages, loss_kwargs=self.kw,
-                                  autocast=self.autocast)
-        sync()
+        m, _, _ = train_one_epoch(self.model, batches if cuda else stamped(batches), mean_variance_loss,
+                                  self.opt, self.ages, loss_kwargs=self.kw, autocast=self.autocast)
+        if cuda:
+            torch.cuda.synchronize()
         t1 = time.perf_counter()
         self.epoch += 1
         # A step runs from its batch's arrival to the next batch's (or the end of the epoch).
