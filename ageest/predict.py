@@ -12,11 +12,11 @@ import torch
 
 from .augment import center_crop, normalize
 from .cache import square_resize
-from .config import field_names, from_dict
+from .config import Config, field_names, from_dict
 from .devices import resolve_device
 from .errors import AgeestError, DataError
 from .fgnet import load_rgb
-from .losses import loss_spec
+from .losses import Predict, loss_spec
 from .model import build_model
 
 
@@ -27,12 +27,17 @@ class Estimate:
     std: float  # spread of the prediction, years
 
 
-def load_model(path: str | Path, device: torch.device):
-    """A fold's model.pt -> (model in eval mode, config).
+@dataclass(frozen=True)
+class FoldModel:
+    """A fold's model.pt, ready to score faces."""
 
-    The model is built with its loss's head, and `model.predict_age` is that loss's predict
-    function (outputs, ages) -> (age, spread): the one training scored the fold with.
-    """
+    net: torch.nn.Module  # in eval mode, on the device, with its loss's head
+    config: Config  # the fold's training config: image sizes, alignment, ages
+    predict: Predict  # the loss's (outputs, ages) -> (age, spread): the one the fold was scored with
+
+
+def load_model(path: str | Path, device: torch.device) -> FoldModel:
+    """A fold's model.pt -> FoldModel."""
     p = Path(path)
     if not p.is_file():
         raise AgeestError(f"model file not found: {p}")
@@ -47,8 +52,7 @@ def load_model(path: str | Path, device: torch.device):
     spec = loss_spec(ck["loss"])
     model = build_model(config.arch, config.num_classes, "none", spec.head)
     model.load_state_dict(ck["model"])
-    model.predict_age = spec.predict
-    return model.to(device).eval(), config
+    return FoldModel(model.to(device).eval(), config, spec.predict)
 
 
 def face_views(rgb: np.ndarray, size: int, detect: bool) -> list[tuple[tuple, np.ndarray]]:
@@ -65,13 +69,14 @@ def face_views(rgb: np.ndarray, size: int, detect: bool) -> list[tuple[tuple, np
 
 
 @torch.no_grad()
-def predict_image(model, config, rgb: np.ndarray, device: torch.device, detect: bool = True) -> list[Estimate]:
-    views = face_views(rgb, config.resize_size, detect)
+def predict_image(fold: FoldModel, rgb: np.ndarray, device: torch.device, detect: bool = True) -> list[Estimate]:
+    c = fold.config
+    views = face_views(rgb, c.resize_size, detect)
     if not views:
         return []
     x = torch.from_numpy(np.stack([v for _, v in views])).to(device)
-    x = normalize(center_crop(x, config.image_size))
-    mean, std = model.predict_age(model(x), config.age_grid(device))
+    x = normalize(center_crop(x, c.image_size))
+    mean, std = fold.predict(fold.net(x), c.age_grid(device))
     return [Estimate(box, float(m), float(s)) for (box, _), m, s in zip(views, mean.cpu(), std.cpu())]
 
 
@@ -114,16 +119,16 @@ def _output_path(src: Path, output: str | None, many: bool) -> Path:
 def run(args: argparse.Namespace) -> int:
     """Estimate the age of each face in photos."""
     device = resolve_device(args.device)
-    model, config = load_model(args.model, device)
-    detect = not args.no_detect and config.align == "landmarks"
-    if not args.no_detect and config.align != "landmarks":
+    fold = load_model(args.model, device)
+    detect = not args.no_detect and fold.config.align == "landmarks"
+    if not args.no_detect and fold.config.align != "landmarks":
         print("note: this model was trained on whole, unaligned photos; scoring each whole photo")
     many = len(args.images) > 1
     missing = []
     for name in args.images:
         src = Path(name)
         rgb = load_rgb(src)
-        estimates = predict_image(model, config, rgb, device, detect)
+        estimates = predict_image(fold, rgb, device, detect)
         if not estimates:
             missing.append(str(src))
             print(f"{src}: no face found")

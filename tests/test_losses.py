@@ -294,10 +294,11 @@ def test_each_loss_trains_an_epoch_and_predict_gives_the_folds_ages(name, synth_
     rows = [r.split("\t") for r in (tmp_path / "predictions.tsv").read_text().splitlines()[1:]]
     assert len(rows) == m["n_test"] > 0
     # `ageest predict` on the same photos: the loss's own head and predict function, the same ages.
-    model, cfg = load_model(tmp_path / "model.pt", torch.device("cpu"))
+    fold = load_model(tmp_path / "model.pt", torch.device("cpu"))
+    assert fold.predict is LOSSES[name].predict
     paths = {r.name: r.path for r in scan_images(synth_small)}
     for image, _, age, predicted, std, _ in rows:
-        (e,) = predict_image(model, cfg, load_rgb(paths[image]), torch.device("cpu"), detect=False)
+        (e,) = predict_image(fold, load_rgb(paths[image]), torch.device("cpu"), detect=False)
         assert (e.age, e.std) == (pytest.approx(float(predicted), abs=2e-3), pytest.approx(float(std), abs=2e-3))
     mae = sum(abs(float(r[3]) - float(r[2])) for r in rows) / len(rows)
     assert mae == pytest.approx(m["test_mae"], abs=1e-3)

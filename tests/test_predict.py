@@ -52,8 +52,9 @@ def test_one_age_per_face(aligned_model, tmp_path, capsys, faces):
     printed = [LINE.match(l) for l in capsys.readouterr().out.splitlines()]
     assert len(printed) == len(faces) and all(printed), printed
     # The printed ages are the model's estimates for the faces found, one per face, in order.
-    model, config = load_model(aligned_model, torch.device("cpu"))
-    estimates = predict_image(model, config, load_rgb(photo), torch.device("cpu"))
+    fold = load_model(aligned_model, torch.device("cpu"))
+    config = fold.config
+    estimates = predict_image(fold, load_rgb(photo), torch.device("cpu"))
     assert [int(m["i"]) for m in printed] == list(range(1, len(faces) + 1))
     for m, e in zip(printed, estimates):
         assert tuple(int(v) for v in m["box"].split(",")) == e.box
