@@ -207,8 +207,7 @@ def _fork_fold(conn: socket.socket, listener: socket.socket, main) -> int | None
             signal.signal(s, signal.SIG_DFL)
         os.chdir(request["cwd"])
         os.environ.clear()
-        os.environ.update(request["env"])
-        os.environ.pop(ENV, None)  # the fold runs here, in this process (see enabled())
+        os.environ.update(request["env"])  # with START_ENV: the fold runs here (see enabled())
         sys.argv = ["ageest", *request["argv"]]
         threading.Thread(target=_relay_signals, args=(conn,), daemon=True).start()
         status = main(request["argv"])
