@@ -371,10 +371,11 @@ def gather(paths: list[str | Path], outdir: str | Path, reference: str = "softma
     folds_t = folds_table(folds, preds)
     seeds_t = seeds_table(preds, folds_t, losses)
     img_err, sub_mae = seed_averaged(preds, folds_t)
-    n_seeds = seeds_t.groupby("loss", sort=False)["seed"].nunique().to_dict()
+    summary = summary_table(seeds_t, img_err, n_boot, seed)
+    n_seeds = dict(zip(summary["loss"], summary["n_seeds"]))
     tables = {
         "folds": folds_t,
-        "summary": summary_table(seeds_t, img_err, n_boot, seed),
+        "summary": summary,
         "seeds": seeds_t,
         "comparison": comparison_table(img_err, sub_mae, n_seeds, reference, n_boot, seed),
         "predictions": preds,
