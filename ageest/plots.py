@@ -84,8 +84,13 @@ def method_style(names) -> dict[str, dict]:
     return out
 
 
+def _most_seeds(df: pd.DataFrame) -> int:
+    """The most training seeds any method of a per-fold or per-seed table has (1: a one-seed study)."""
+    return int(df.groupby("loss")["seed"].nunique().max())
+
+
 def _study_note(folds: pd.DataFrame) -> str:
-    seeds = folds.groupby("loss")["seed"].nunique().max()
+    seeds = _most_seeds(folds)
     return f"LOPO, {folds['subject'].nunique()} subjects" + (f", up to {seeds} training seeds" if seeds > 1 else "")
 
 
@@ -136,7 +141,7 @@ def plot_subject_mae_paired(folds: pd.DataFrame, reference: str, path: Path) -> 
     by = folds.groupby(["subject", "loss"])["mae"]
     mean, lo, hi_ = (by.agg(f).unstack("loss") for f in ("mean", "min", "max"))
     others = [m for m in method_order(folds["loss"]) if m != reference]
-    several = folds.groupby("loss")["seed"].nunique().max() > 1
+    several = _most_seeds(folds) > 1
     fig, axes = _panels(plt, max(1, len(others)), 4.6)
     hi = float(hi_.max().max()) * 1.05 if len(mean) else 1.0
     for ax, loss in zip(axes, others or [None]):
@@ -224,7 +229,7 @@ def plot_mae_by_age_band(seeds: pd.DataFrame, path: Path) -> None:
               if c.startswith("n_") and c[2:4].isdigit()}
     long["band"] = long["band"].map(lambda b: f"{b}\n(n={counts.get(b, 0)})")
     styles = method_style(seeds["loss"])
-    several = seeds.groupby("loss")["seed"].nunique().max() > 1
+    several = _most_seeds(seeds) > 1
     fig, ax = plt.subplots(figsize=(max(7.5, (0.25 * len(styles) + 0.4) * len(band_cols) + 2), 4.8))
     long["method"] = long["loss"].map(lambda m: styles[m]["label"])
     sns.barplot(data=long, x="band", y="band_mae", hue="method", ax=ax, errorbar=("pi", 100) if several else None,
