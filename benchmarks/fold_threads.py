@@ -24,28 +24,21 @@ def _fold(conn, images: str, size: int, threads: int, arch: str, batch: int) -> 
     import torch
 
     torch.set_num_threads(threads)
-    from ageest.cache import open_cache
+    from fastpath import Trainer, open_bench_cache
+
     from ageest.config import Config
     from ageest.data import TensorSource
-    from ageest.engine import autocast_for, train_one_epoch
     from ageest.fgnet import scan_images
-    from ageest.losses import loss_kwargs, mean_variance_loss
-    from ageest.model import build_model
 
     cpu = torch.device("cpu")
     records = scan_images(images)
     c = Config(arch=arch, image_size=size, batch_size=batch, pretrained="none")
-    arr, _ = open_cache(os.path.join(os.environ.get("TMPDIR", "/tmp"), f"bench-cache-{size}.npy"), records, c, None)
-    src = TensorSource(arr, [r.age for r in records], c, cpu, channels_last=True)
-    model = build_model(arch, c.num_classes, "none").to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters(), lr=c.lr, fused=True)
-    kw = dict(loss_kwargs=loss_kwargs("mean_variance", c), autocast=autocast_for(cpu, c.precision))
-    ages, epoch = c.age_grid(cpu), 0
+    src = TensorSource(open_bench_cache(records, c), [r.age for r in records], c, cpu, channels_last=True)
+    trainer, epoch = Trainer(c, cpu), 0
 
     def train(steps: int) -> int:
         nonlocal epoch
-        m, _, _ = train_one_epoch(model, itertools.islice(src.train_batches(epoch), steps), mean_variance_loss,
-                                  opt, ages, **kw)
+        m = trainer.train(itertools.islice(src.train_batches(epoch), steps))
         epoch += 1
         return m["images"]
 

@@ -14,22 +14,19 @@ import os
 import time
 
 import torch
+from fastpath import Trainer, open_bench_cache
 
-from ageest.cache import open_cache
 from ageest.config import Config
 from ageest.data import TensorSource
-from ageest.engine import autocast_for
 from ageest.fgnet import scan_images
-from ageest.losses import loss_kwargs, mean_variance_loss
-from ageest.model import build_model
+from ageest.losses import mean_variance_loss
 
 
 def phases(src: TensorSource, c: Config, steps: int) -> dict[str, float]:
     """Seconds per training image of each phase, over `steps` steps after one warm-up step; and
     seconds per image of one evaluation pass over the source."""
-    model = build_model(c.arch, c.num_classes, "none").to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters(), lr=c.lr, fused=True)
-    ages, kw, autocast = c.age_grid("cpu"), loss_kwargs("mean_variance", c), autocast_for(torch.device("cpu"), c.precision)
+    tr = Trainer(c, torch.device("cpu"))
+    model, opt, ages, kw, autocast = tr.model, tr.opt, tr.ages, tr.loss_kwargs, tr.autocast
     t = dict.fromkeys(("augment", "forward", "backward", "optimizer"), 0.0)
     n = 0
     batches = src.train_batches(0)
@@ -81,8 +78,7 @@ def main() -> None:
     print(f"{'size':>5} {'augment':>8} {'forward':>8} {'backward':>9} {'optimizer':>10} {'evaluation':>11}")
     for size in args.sizes:
         c = Config(arch=args.arch, image_size=size, batch_size=args.batch_size, pretrained="none")
-        cache = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"bench-cache-{size}.npy")
-        arr, _ = open_cache(cache, records, c, None)
+        arr = open_bench_cache(records, c)
         n = args.batch_size * (args.steps + 1)
         src = TensorSource(arr[:n], [r.age for r in records[:n]], c, torch.device("cpu"), channels_last=True)
         p = phases(src, c, args.steps)

@@ -28,28 +28,20 @@ import statistics
 import time
 
 import torch
+from fastpath import Trainer, cache_path, open_bench_cache
 
-from ageest.cache import default_points_dir, open_cache
+from ageest.cache import default_points_dir
 from ageest.config import Config
 from ageest.data import PlainSource, TensorSource
 from ageest.devices import resolve_device
-from ageest.engine import autocast_for, train_one_epoch
 from ageest.fgnet import scan_images
-from ageest.losses import loss_kwargs, mean_variance_loss
-from ageest.model import build_model
 
 
 class Arm:
     """One pipeline with its own model and optimizer, measured in turns."""
 
-    def __init__(self, source, config: Config, device, autocast, channels_last: bool, fused: bool):
-        self.model = build_model(config.arch, config.num_classes, "none").to(device)
-        if channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=config.lr, fused=fused)
-        self.source, self.device, self.autocast = source, device, autocast
-        self.ages = config.age_grid(device)
-        self.kw = loss_kwargs("mean_variance", config)
+    def __init__(self, source, trainer: Trainer, device):
+        self.source, self.trainer, self.device = source, trainer, device
         self.epoch = 0
         self.measure(1)  # warm-up (kernel selection, allocations): not counted
 
@@ -70,8 +62,7 @@ class Arm:
         if cuda:
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        m, _, _ = train_one_epoch(self.model, batches if cuda else stamped(batches), mean_variance_loss,
-                                  self.opt, self.ages, loss_kwargs=self.kw, autocast=self.autocast)
+        m = self.trainer.train(batches if cuda else stamped(batches))
         if cuda:
             torch.cuda.synchronize()
         t1 = time.perf_counter()
@@ -112,16 +103,14 @@ def main() -> None:
         recs = records[:n]
         seed = PlainSource(recs, c, device, default_points_dir(args.images) if c.align != "none" else None,
                            workers=args.workers)
-        cache = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"bench-cache-{size}.npy")
-        reused = os.path.exists(cache + ".json")
+        reused = os.path.exists(cache_path(size) + ".json")
         t0 = time.perf_counter()
-        arr, _ = open_cache(cache, records, c, None)
+        arr = open_bench_cache(records, c)
         built = "reused" if reused else f"built in {time.perf_counter() - t0:.1f} s"
         fast_src = TensorSource(arr[:n], [r.age for r in recs], c, device, channels_last=True)
         # The seed's Adam is torch's default; ageest's is fused where the device has it (train.py).
-        arms = (Arm(seed, c, device, autocast_for(device, "fp32"), False, fused=None),
-                Arm(fast_src, c, device, autocast_for(device, c.precision), True,
-                    fused=device.type in ("cuda", "cpu")))
+        arms = (Arm(seed, Trainer(c, device, channels_last=False, fused=None, precision="fp32"), device),
+                Arm(fast_src, Trainer(c, device, fused=device.type in ("cuda", "cpu")), device))
         rounds = [[arm.measure(args.steps) for arm in arms] for _ in range(args.rounds)]
         base, fast = (statistics.median(r[i][0] for r in rounds) for i in (0, 1))
         ratio = statistics.median(f[0] / b[0] for b, f in rounds)
