@@ -55,13 +55,6 @@ def main(argv: list[str] | None = None) -> int:
     command = next((a for a in argv if not a.startswith("-")), None)
     if command not in COMMANDS:
         command = None
-    if command == "train":
-        from . import forkserver  # before anything imports torch: that is what it saves
-
-        if forkserver.enabled():
-            status = forkserver.run(argv)
-            if status is not None:
-                return status
     parser = build_parser(command)
     args = parser.parse_args(argv)
     if args.command is None:

@@ -23,7 +23,6 @@ from .io import check_writable, save_torch_atomic, write_json_atomic, write_text
 from .losses import LOSSES, loss_spec
 from .model import backbone_batchnorms, build_model, head_parameters
 from .folds import fold_split, predictions_tsv, provenance
-from .forkserver import process_start
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_ce", "train_mean", "train_var", "val_loss", "val_mae",
                    "lr", "seconds", "images_per_second", "val_seconds")
@@ -185,6 +184,20 @@ def run_fold(images: str | Path, subject: int, loss: str, out: str | Path, confi
     log(f"fold subject={subject:03d} loss={loss}: test MAE {tm['mae']:.2f} (best epoch "
         f"{metrics['best_epoch']}, val MAE {metrics['val_mae']:.2f}) in {metrics['seconds']:.0f} s")
     return metrics
+
+
+def process_start() -> float:
+    """Unix time this process started (from /proc), for the start-up figure in metrics.json."""
+    import os
+
+    try:
+        with open("/proc/self/stat") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            up = float(f.read().split()[0])
+        return time.time() - up + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return time.time()
 
 
 def _make_sources(records, split, config: Config, device, cache, points_dir, channels_last: bool):

@@ -65,7 +65,6 @@ rule train:
         seed=lambda wc: int(wc.get("seed", SEEDS[0])),
         # torch hub cache the weights rule filled (relative: jobs run in the working directory)
         torch_home=lambda wc, input: os.path.dirname(input.weights) if input.weights else TORCH_HOME,
-        fork_server=int(config["resources"]["fork_server"]),
     threads: train_threads()
     resources:
         **train_resources(),
@@ -76,7 +75,7 @@ rule train:
     benchmark:
         fold_path("results/benchmarks/train", suffix=".tsv")
     shell:
-        "TORCH_HOME={params.torch_home:q} AGEEST_FORK_SERVER={params.fork_server} ageest train --images {params.images:q} "
+        "TORCH_HOME={params.torch_home:q} ageest train --images {params.images:q} "
         "--leave-subject {params.subject} --loss {wildcards.loss} --out {params.outdir:q} "
         "--config {input.config:q} --cache {input.cache:q} --split {input.split:q} "
         "--state-dir {params.state:q} "
