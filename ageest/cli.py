@@ -6,21 +6,21 @@ import argparse
 import importlib
 import sys
 
-from . import __version__
-from .errors import AgeestError
+from ageest import __version__
+from ageest.errors import AgeestError
 
 # Each module has add_arguments(parser) and run(args) -> int.
 COMMANDS = {
-    "synth": "ageest.synth",
-    "manifest": "ageest.fgnet",
-    "prepare": "ageest.cache",
-    "split": "ageest.splits",
-    "train": "ageest.train",
-    "baseline": "ageest.baselines",
+    "synth": "ageest.data.synth",
+    "manifest": "ageest.data.fgnet",
+    "prepare": "ageest.pipeline.cache",
+    "split": "ageest.data.splits",
+    "train": "ageest.train.fold",
+    "baseline": "ageest.train.baselines",
     "predict": "ageest.predict",
-    "align-preview": "ageest.align",
-    "gather": "ageest.gather",
-    "plots": "ageest.plots",
+    "align-preview": "ageest.data.align",
+    "gather": "ageest.study.gather",
+    "plots": "ageest.study.plots",
 }
 
 # Help lines live here, not in the modules: `ageest --help` must not import torch for every command.

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError
+from ageest.errors import ConfigError
 
 _CHOICES = {
     "val_split": ("subject", "image"),
@@ -17,7 +17,7 @@ _CHOICES = {
     "arch": ("resnet18", "resnet34", "resnet50"),
     "precision": ("auto", "bf16", "fp32"),
     "pipeline": ("fast", "plain"),
-    "sord_distance": ("absolute", "squared"),  # ageest.losses.SORD_DISTANCES (a test keeps them equal)
+    "sord_distance": ("absolute", "squared"),  # ageest.nn.losses.SORD_DISTANCES (a test keeps them equal)
 }
 
 # Keys that change how a fold runs, not what it computes: ignored when checking that folds of one
@@ -53,7 +53,7 @@ class Config:
     arch: str = "resnet34"
     lambda1: float = 0.2
     lambda2: float = 0.05
-    # Each other loss's own keys (ageest.losses.LOSSES names which loss reads which).
+    # Each other loss's own keys (ageest.nn.losses.LOSSES names which loss reads which).
     dldl_sigma: float = 2.0  # years: sd of the Gaussian label distribution (dldl, dldl_v2)
     dldl_v2_lambda: float = 1.0  # weight of the L1 expectation term (dldl_v2)
     residue_lambda1: float = 0.2  # weight of the mean term (mean_residue)

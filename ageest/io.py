@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import AgeestError
+from ageest.errors import AgeestError
 
 
 @contextmanager

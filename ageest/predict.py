@@ -10,20 +10,20 @@ import cv2
 import numpy as np
 import torch
 
-from .augment import center_crop, normalize
-from .cache import square_resize
-from .config import Config, field_names, from_dict
-from .devices import resolve_device
-from .errors import AgeestError, DataError
-from .fgnet import load_rgb
-from .losses import Predict, loss_spec
-from .model import build_model
+from ageest.pipeline.augment import center_crop, normalize
+from ageest.pipeline.cache import square_resize
+from ageest.config import Config, field_names, from_dict
+from ageest.train.devices import resolve_device
+from ageest.errors import AgeestError, DataError
+from ageest.data.fgnet import load_rgb
+from ageest.nn.losses import Predict, loss_spec
+from ageest.nn.model import build_model
 
 
 @dataclass(frozen=True)
 class Estimate:
     box: tuple[int, int, int, int]  # x, y, w, h in the photo (the whole photo when not detected)
-    age: float  # predicted age, years: the expected age (CORAL: thresholds passed, see ageest.losses)
+    age: float  # predicted age, years: the expected age (CORAL: thresholds passed, see ageest.nn.losses)
     std: float  # spread of the prediction, years
 
 
@@ -62,8 +62,8 @@ def face_views(rgb: np.ndarray, size: int, detect: bool) -> list[tuple[tuple, np
     if not detect:
         h, w = rgb.shape[:2]
         return [((0, 0, w, h), square_resize(rgb, size))]
-    from .align import align_face
-    from .detect import detect_faces
+    from ageest.data.align import align_face
+    from ageest.data.detect import detect_faces
 
     return [(tuple(int(v) for v in f.box), align_face(rgb, f.keypoints, size)) for f in detect_faces(rgb)]
 

@@ -18,7 +18,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from ageest.augment import _imagenet_normalize_, affine_params, augment_batch
+from ageest.pipeline.augment import _imagenet_normalize_, affine_params, augment_batch
 
 
 def before(x: torch.Tensor, size: int, g: torch.Generator) -> torch.Tensor:

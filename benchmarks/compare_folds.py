@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from ageest.config import load_config
-from ageest.train import run_fold
+from ageest.train.fold import run_fold
 
 
 def main() -> None:
@@ -73,7 +73,7 @@ def main() -> None:
 
 def paired(rows: list[dict], reference: str) -> None:
     """Per-subject test-MAE differences (variant - reference): mean, bootstrap 95% CI, Wilcoxon p."""
-    from ageest.stats import paired_comparison
+    from ageest.study.stats import paired_comparison
 
     ref = {r["subject"]: r["test_mae"] for r in rows if r["variant"] == reference}
     print(f"\npaired per-subject test MAE difference against {reference} (negative: variant better)")

@@ -1,7 +1,7 @@
 """How often `ageest predict`'s face detector finds a face, on a folder of images (e.g. FG-NET's).
 
 For every image: OpenCV's Haar face detection exactly as `ageest predict` runs it
-(`ageest.detect.detect_faces`). Prints the share of images with at least one face, the share of
+(`ageest.data.detect.detect_faces`). Prints the share of images with at least one face, the share of
 those where the eye cascade located the eyes of the most confident face (else the average FG-NET
 eye positions stand in), and, where a landmark file is found (`points/` beside the images, FG-NET's
 layout), the share whose most confident face box holds both true eye centres: a face found on the
@@ -18,10 +18,10 @@ import json
 import time
 from pathlib import Path
 
-from ageest.align import keypoints_from_landmarks
-from ageest.detect import detect_faces
-from ageest.fgnet import load_rgb
-from ageest.landmarks import default_points_dir, find_pts, read_pts
+from ageest.data.align import keypoints_from_landmarks
+from ageest.data.detect import detect_faces
+from ageest.data.fgnet import load_rgb
+from ageest.data.landmarks import default_points_dir, find_pts, read_pts
 
 EXTENSIONS = {".jpg", ".jpeg", ".png"}
 

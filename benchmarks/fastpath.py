@@ -9,12 +9,12 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ageest.cache import open_cache
+from ageest.pipeline.cache import open_cache
 from ageest.config import Config
-from ageest.engine import autocast_for, train_one_epoch
-from ageest.fgnet import Record
-from ageest.losses import loss_kwargs, mean_variance_loss
-from ageest.model import build_model
+from ageest.train.engine import autocast_for, train_one_epoch
+from ageest.data.fgnet import Record
+from ageest.nn.losses import loss_kwargs, mean_variance_loss
+from ageest.nn.model import build_model
 
 
 def cache_path(size: int) -> str:

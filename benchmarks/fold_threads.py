@@ -27,8 +27,8 @@ def _fold(conn, images: str, size: int, threads: int, arch: str, batch: int) -> 
     from fastpath import Trainer, open_bench_cache
 
     from ageest.config import Config
-    from ageest.data import TensorSource
-    from ageest.fgnet import scan_images
+    from ageest.pipeline.sources import TensorSource
+    from ageest.data.fgnet import scan_images
 
     cpu = torch.device("cpu")
     records = scan_images(images)

@@ -17,9 +17,9 @@ import torch
 from fastpath import Trainer, open_bench_cache
 
 from ageest.config import Config
-from ageest.data import TensorSource
-from ageest.fgnet import scan_images
-from ageest.losses import mean_variance_loss
+from ageest.pipeline.sources import TensorSource
+from ageest.data.fgnet import scan_images
+from ageest.nn.losses import mean_variance_loss
 
 
 def phases(src: TensorSource, c: Config, steps: int) -> dict[str, float]:

@@ -30,11 +30,11 @@ import time
 import torch
 from fastpath import Trainer, cache_path, open_bench_cache
 
-from ageest.cache import default_points_dir
+from ageest.pipeline.cache import default_points_dir
 from ageest.config import Config
-from ageest.data import PlainSource, TensorSource
-from ageest.devices import resolve_device
-from ageest.fgnet import scan_images
+from ageest.pipeline.sources import PlainSource, TensorSource
+from ageest.train.devices import resolve_device
+from ageest.data.fgnet import scan_images
 
 
 class Arm:

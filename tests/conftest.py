@@ -37,7 +37,7 @@ def blobs(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def synth_small(tmp_path_factory) -> Path:
     """The package's synthetic faces, 8 subjects: images/ and points/ like FG-NET."""
-    from ageest.synth import make_synthetic
+    from ageest.data.synth import make_synthetic
 
     out = tmp_path_factory.mktemp("synth")
     make_synthetic(out, seed=0, n_subjects=8)

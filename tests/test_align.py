@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ageest import align
-from ageest.align import TEMPLATE, align_face, align_image, fit_similarity, keypoints_from_landmarks
+from ageest.data import align
+from ageest.data.align import TEMPLATE, align_face, align_image, fit_similarity, keypoints_from_landmarks
 from ageest.errors import DataError
-from ageest.landmarks import write_pts
-from ageest.synth import _render_one
+from ageest.data.landmarks import write_pts
+from ageest.data.synth import _render_one
 
 
 def _similarity(angle_deg, scale, t):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from ageest.augment import (IMAGENET_MEAN, IMAGENET_STD, affine_grid, affine_params, augment_batch, center_crop,
+from ageest.pipeline.augment import (IMAGENET_MEAN, IMAGENET_STD, affine_grid, affine_params, augment_batch, center_crop,
                             normalize)
 
 
@@ -146,10 +146,10 @@ def test_center_crop_is_placed_as_torchvisions(size, in_size, top):
 
 
 def _sources(images, size):
-    from ageest.cache import build_array
+    from ageest.pipeline.cache import build_array
     from ageest.config import Config
-    from ageest.data import PlainSource, TensorSource
-    from ageest.fgnet import scan_images
+    from ageest.pipeline.sources import PlainSource, TensorSource
+    from ageest.data.fgnet import scan_images
 
     records = scan_images(images)
     config = Config(image_size=size, rotate=0, shear=0, flip=False, pretrained="none", device="cpu",
@@ -184,7 +184,7 @@ def _offsets(views, resized):
 def test_plain_and_fast_training_views_crop_alike_without_augmentation(blobs):
     """rotate=0, shear=0, flip=False: both paths take size x size windows of the same resized image,
     anywhere in the room it leaves, centred on average on its centre."""
-    from ageest.data import _PlainDataset
+    from ageest.pipeline.sources import _PlainDataset
 
     size, n = 32, 300
     records, config, arr, _, _ = _sources(blobs, size)

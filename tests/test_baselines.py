@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ageest.baselines import grey_features, mean_predictor, ridge_path, ridge_select, run_baselines
+from ageest.train.baselines import grey_features, mean_predictor, ridge_path, ridge_select, run_baselines
 from ageest.config import Config
 from ageest.errors import ConfigError
-from ageest.fgnet import scan_images
-from ageest.folds import fold_split
-from ageest.gather import gather
+from ageest.data.fgnet import scan_images
+from ageest.study.outputs import fold_split
+from ageest.study.gather import gather
 
 
 def test_mean_predictor_by_hand():

@@ -5,10 +5,10 @@ import multiprocessing as mp
 import numpy as np
 import pytest
 
-from ageest.cache import open_cache, read_meta
+from ageest.pipeline.cache import open_cache, read_meta
 from ageest.config import Config
 from ageest.errors import DataError
-from ageest.fgnet import scan_images
+from ageest.data.fgnet import scan_images
 
 CFG = Config(image_size=32, pretrained="none")
 
@@ -72,7 +72,7 @@ def _nudge(pts_file):
 
 
 def test_edited_landmark_file_is_not_served_from_the_cache(aligned_data, tmp_path):
-    from ageest.cache import default_cache_path
+    from ageest.pipeline.cache import default_cache_path
 
     images, points = aligned_data
     records = scan_images(images)

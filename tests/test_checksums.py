@@ -1,4 +1,4 @@
-from ageest.checksums import LANDMARKS, read_sums, sha256_file, verify_images
+from ageest.data.checksums import LANDMARKS, read_sums, sha256_file, verify_images
 
 
 def test_missing_extra_altered_named(blobs, tmp_path):

@@ -135,11 +135,3 @@ def test_readme_defaults_are_configs_and_the_study_column_is_config_yaml():
     for key, (default, in_yaml) in _readme_training_table().items():
         assert default == defaults[key], f"{key}: README default {default!r}, Config {defaults[key]!r}"
         assert in_yaml == study.get(key), f"{key}: README config.yaml column {in_yaml!r}, file {study.get(key)!r}"
-
-
-def test_readme_module_list_names_every_module():
-    text = (ROOT / "README.md").read_text()
-    block = text.split("ageest/                   the package:", 1)[1].split("\nbenchmarks/", 1)[0]
-    listed = set(re.findall(r"\b([a-z]\w*)\b", re.sub(r"\([^)]*\)", "", block)))
-    modules = {p.stem for p in (ROOT / "ageest").glob("*.py")} - {"__init__", "__main__"}
-    assert listed == modules

@@ -3,8 +3,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from ageest.detect import Face, detect_faces
-from ageest.synth import make_photo
+from ageest.data.detect import Face, detect_faces
+from ageest.data.synth import make_photo
 
 
 def _check(faces, lms):

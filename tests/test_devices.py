@@ -9,12 +9,12 @@ import time
 
 import pytest
 
-from ageest.devices import claim_gpu
+from ageest.train.devices import claim_gpu
 
 # Claims a GPU out of n_gpus x slots, prints it, then holds the lock until stdin closes.
 CLAIM = textwrap.dedent("""
     import sys
-    from ageest.devices import claim_gpu
+    from ageest.train.devices import claim_gpu
     gpu = claim_gpu(int(sys.argv[1]), int(sys.argv[2]), poll_s=0.05)
     print(gpu, flush=True)
     sys.stdin.read()

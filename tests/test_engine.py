@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from ageest.config import load_config
-from ageest.data import TensorSource
-from ageest.engine import evaluate, precision_name, train_one_epoch, uses_bf16
-from ageest.losses import softmax_loss
-from ageest.model import backbone_batchnorms, build_model, head_parameters
+from ageest.pipeline.sources import TensorSource
+from ageest.train.engine import evaluate, precision_name, train_one_epoch, uses_bf16
+from ageest.nn.losses import softmax_loss
+from ageest.nn.model import backbone_batchnorms, build_model, head_parameters
 from conftest import tiny_overrides
 
 CUDA = torch.device("cuda")

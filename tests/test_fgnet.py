@@ -2,7 +2,7 @@ import pytest
 from PIL import Image
 
 from ageest.errors import DataError
-from ageest.fgnet import data_fingerprint, load_rgb, manifest_text, parse_name, scan_images
+from ageest.data.fgnet import data_fingerprint, load_rgb, manifest_text, parse_name, scan_images
 
 
 @pytest.mark.parametrize("name, expected", [
@@ -90,7 +90,7 @@ def test_fingerprint_changes_with_data(blobs):
 
 def _with_points(blobs):
     """The blobs with one 68-point .pts file each, in points/ beside images/ (lower-case names)."""
-    from ageest.landmarks import write_pts
+    from ageest.data.landmarks import write_pts
 
     points = blobs.parent / "points"
     points.mkdir()
@@ -115,7 +115,7 @@ def test_fingerprint_covers_landmark_files(blobs):
 
 
 def test_landmarks_digest_whole_folder_or_used_files(blobs):
-    from ageest.fgnet import landmarks_digest
+    from ageest.data.fgnet import landmarks_digest
 
     points = _with_points(blobs)
     records = scan_images(blobs)

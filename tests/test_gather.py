@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from ageest.errors import AgeestError
-from ageest.gather import gather, main_columns
+from ageest.study.gather import gather, main_columns
 
 CONFIG = {"epochs": 2, "lr": 0.002, "image_size": 32, "device": "cpu", "threads": 1}
 
@@ -151,7 +151,7 @@ def test_cli_one_line_error(tmp_path, capsys):
 
 @pytest.mark.parametrize("make_study", [lambda d: study(d), lambda d: seeded_study(d)], ids=["one_seed", "seeded"])
 def test_plots(tmp_path, make_study):
-    from ageest.plots import PLOTS, make_plots
+    from ageest.study.plots import PLOTS, make_plots
 
     gather(make_study(tmp_path), tmp_path / "tables", n_boot=100)
     made = make_plots(tmp_path / "tables", tmp_path / "plots", reference="softmax")

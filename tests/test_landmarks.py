@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from ageest.errors import DataError
-from ageest.landmarks import find_pts, read_pts, write_pts
+from ageest.data.landmarks import find_pts, read_pts, write_pts
 
 PTS = np.arange(136, dtype=float).reshape(68, 2) * 1.5 + 0.25
 

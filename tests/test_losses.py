@@ -8,7 +8,7 @@ from ageest.errors import ConfigError
 import inspect
 
 from ageest.config import Config, field_names
-from ageest.losses import LOSSES, LossSpec, expected_age, loss_kwargs, loss_spec, mean_variance_loss, softmax_loss
+from ageest.nn.losses import LOSSES, LossSpec, expected_age, loss_kwargs, loss_spec, mean_variance_loss, softmax_loss
 
 AGES = torch.tensor([0.0, 1.0, 2.0])
 
@@ -102,7 +102,7 @@ def test_each_loss_declares_its_config_keys():
 from math import exp, log
 
 from ageest.config import _CHOICES
-from ageest.losses import (SORD_DISTANCES, CoralHead, coral_age, coral_loss, dldl_loss, dldl_v2_loss,
+from ageest.nn.losses import (SORD_DISTANCES, CoralHead, coral_age, coral_loss, dldl_loss, dldl_v2_loss,
                            gaussian_labels, l1_loss, mean_residue_loss, sord_loss)
 
 # Two samples over ages 0, 1, 2: p = (1/4, 1/4, 1/2) with mean 1.25, and p uniform with mean 1.
@@ -282,9 +282,9 @@ def test_function_defaults_are_the_configs():
 @pytest.mark.parametrize("name", sorted(LOSSES))
 def test_each_loss_trains_an_epoch_and_predict_gives_the_folds_ages(name, synth_small, tmp_path):
     from ageest.config import load_config
-    from ageest.fgnet import load_rgb, scan_images
+    from ageest.data.fgnet import load_rgb, scan_images
     from ageest.predict import load_model, predict_image
-    from ageest.train import run_fold
+    from ageest.train.fold import run_fold
     from conftest import tiny_overrides
 
     # fp32: the fold's scoring and `predict` then do the same arithmetic (bf16 autocast is per device).

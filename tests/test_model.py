@@ -3,7 +3,7 @@ import torch
 import torchvision
 
 from ageest.errors import ConfigError
-from ageest.model import build_model
+from ageest.nn.model import build_model
 
 
 def test_head_shape():

@@ -8,8 +8,8 @@ import pytest
 
 from ageest.cli import main
 from ageest.config import load_config
-from ageest.synth import make_photo
-from ageest.train import run_fold
+from ageest.data.synth import make_photo
+from ageest.train.fold import run_fold
 from conftest import tiny_overrides
 
 
@@ -43,7 +43,7 @@ def _overlap(a, b):
 def test_one_age_per_face(aligned_model, tmp_path, capsys, faces):
     import torch
 
-    from ageest.fgnet import load_rgb
+    from ageest.data.fgnet import load_rgb
     from ageest.predict import load_model, predict_image
 
     photo, boxes = _photo(tmp_path, faces, "group.jpg")
@@ -93,8 +93,8 @@ def test_no_face_is_an_error(aligned_model, tmp_path, capsys):
 
 
 def test_aligned_crop_without_detection(aligned_model, synth_small, tmp_path, capsys):
-    from ageest.align import align_image
-    from ageest.landmarks import find_pts
+    from ageest.data.align import align_image
+    from ageest.data.landmarks import find_pts
 
     src = sorted(synth_small.glob("*.JPG"))[0]
     crop = align_image(src, find_pts(synth_small.parent / "points", src), 160)

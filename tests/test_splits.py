@@ -1,8 +1,8 @@
 import pytest
 
 from ageest.errors import DataError
-from ageest.fgnet import scan_images, subjects_of
-from ageest.splits import split_fold
+from ageest.data.fgnet import scan_images, subjects_of
+from ageest.data.splits import split_fold
 from conftest import write_blobs
 
 
@@ -46,7 +46,7 @@ def test_unknown_subject(records):
 
 
 def test_split_file_round_trip_and_refusals(records, tmp_path):
-    from ageest.splits import read_split, split_table
+    from ageest.data.splits import read_split, split_table
 
     sp = split_fold(records, 4, seed=0)
     f = tmp_path / "split.tsv"

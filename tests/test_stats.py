@@ -1,11 +1,11 @@
-"""ageest.stats against values computed by hand."""
+"""ageest.study.stats against values computed by hand."""
 
 import math
 
 import numpy as np
 import pytest
 
-from ageest import stats
+from ageest.study import stats
 
 
 def test_mae():

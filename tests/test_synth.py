@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ageest import synth
-from ageest.align import align_image
-from ageest.landmarks import read_pts
-from ageest.synth import make_photo, make_synthetic, synthetic_plan
+from ageest.data import synth
+from ageest.data.align import align_image
+from ageest.data.landmarks import read_pts
+from ageest.data.synth import make_photo, make_synthetic, synthetic_plan
 
 N_SUBJECTS = 20
 

@@ -13,7 +13,7 @@ import torch
 
 from ageest.config import load_config
 from ageest.errors import AgeestError
-from ageest.train import STATE_FILE, run_fold
+from ageest.train.fold import STATE_FILE, run_fold
 from conftest import tiny_overrides
 
 
@@ -133,7 +133,7 @@ def test_killed_fold_resumes_to_the_same_result(synth_small, tmp_path):
 # batch stream of epoch EPOCH (0-based) hands out batch BATCH: no race with the test, no sleeping.
 SIGTERM_MID_EPOCH = """
 import os, signal, sys
-from ageest import data
+from ageest.pipeline import sources as data
 from ageest.cli import main
 EPOCH, BATCH = 1, 3
 inner = data.TensorSource.train_batches
@@ -187,8 +187,8 @@ def test_divergence_is_named(synth_small, tmp_path):
 
 
 def test_fold_follows_a_split_file(synth_small, tmp_path):
-    from ageest.fgnet import scan_images
-    from ageest.splits import split_fold, split_table
+    from ageest.data.fgnet import scan_images
+    from ageest.data.splits import split_fold, split_table
 
     records = scan_images(synth_small)
     sp = split_fold(records, 5, seed=7)  # not the config's seed: the file decides

@@ -209,7 +209,7 @@ def test_one_seed_keeps_the_fold_folders(tmp_path, fake):
 
 
 def test_zoo_demo_plans_every_loss_times_two_seeds(tmp_path):
-    from ageest.losses import LOSSES
+    from ageest.nn.losses import LOSSES
 
     zoo = yaml.safe_load(ZOO.read_text())
     assert zoo["losses"] == "all" and len(zoo["seeds"]) == 2 and zoo["data"]["source"] == "synthetic"

@@ -69,7 +69,7 @@ _validate_schema()
 
 
 def _check_losses():
-    from ageest.losses import LOSSES
+    from ageest.nn.losses import LOSSES
 
     if config["losses"] == "all":
         # Every registered loss, in the registry's order: a study that grows with the registry.
@@ -233,7 +233,7 @@ SUMS = sums_file()
 
 
 def _subjects_from_names(names):
-    from ageest.fgnet import parse_name
+    from ageest.data.fgnet import parse_name
 
     return sorted({parse_name(n)[0] for n in names})
 
@@ -249,11 +249,11 @@ def data_subjects():
 
     try:
         if IMAGES_PRESENT:
-            from ageest.fgnet import scan_images, subjects_of
+            from ageest.data.fgnet import scan_images, subjects_of
 
             return subjects_of(scan_images(IMAGES))
         if DATA_RULE == "download" and SUMS:
-            from ageest.checksums import read_sums
+            from ageest.data.checksums import read_sums
 
             return _subjects_from_names(read_sums(SUMS))
         if DATA_RULE == "synth":
@@ -265,7 +265,7 @@ def data_subjects():
 
 def synth_subjects():
     """Subjects `ageest synth` will make: its plan of file names, computed without drawing."""
-    from ageest.synth import synthetic_plan
+    from ageest.data.synth import synthetic_plan
 
     return sorted({s for s, _, _ in synthetic_plan(config["data"]["synth_seed"],
                                                    config["data"]["synth_subjects"])})

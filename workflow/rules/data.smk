@@ -3,9 +3,9 @@
 # decoded once into a cache that every fold job memory-maps. ImageNet weights are fetched here too,
 # by a local rule, so compute nodes without internet never need it.
 
-from ageest.checksums import LANDMARKS, read_sums
-from ageest.fgnet import landmarks_digest, scan_images
-from ageest.landmarks import default_points_dir
+from ageest.data.checksums import LANDMARKS, read_sums
+from ageest.data.fgnet import landmarks_digest, scan_images
+from ageest.data.landmarks import default_points_dir
 
 # Digests of the landmark files' bytes, as job parameters: edit, add or remove a `.pts` file and the
 # parameter changes, so Snakemake reruns the job (and, after the cache, every fold).

@@ -6,7 +6,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from ageest.landmarks import default_points_dir
+from ageest.data.landmarks import default_points_dir
 
 sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
 archive, out = Path(snakemake.input[0]), Path(snakemake.output[0])  # noqa: F821

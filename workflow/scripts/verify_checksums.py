@@ -1,10 +1,10 @@
 """Snakemake adapter: verify the images and their landmark files against the project's SHA-256
-list (ageest.checksums.verify_images); missing, extra and altered files stop the run by name."""
+list (ageest.data.checksums.verify_images); missing, extra and altered files stop the run by name."""
 
 import sys
 from pathlib import Path
 
-from ageest.checksums import verify_images
+from ageest.data.checksums import verify_images
 
 if __name__ == "__main__":
     log = open(snakemake.log[0], "w")  # noqa: F821

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .losses import LossFn, Predict, expected_age
+from ageest.nn.losses import LossFn, Predict, expected_age
 
 TERMS = ("loss", "ce", "mean", "var")
 

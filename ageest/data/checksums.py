@@ -11,7 +11,7 @@ import hashlib
 import posixpath
 from pathlib import Path
 
-from .fgnet import is_image_file
+from ageest.data.fgnet import is_image_file
 
 LANDMARKS = "../points"  # the landmark files' folder, as the list names it (relative to the images)
 
@@ -61,7 +61,7 @@ def verify_images(images: str | Path, sums: str | Path) -> tuple[list[str], int,
     images (where training looks for them) as the landmark set: a README or a Thumbs.db beside
     them is not data. Landmark files are checked when the list has any.
     """
-    from .landmarks import default_points_dir
+    from ageest.data.landmarks import default_points_dir
 
     images = Path(images)
     entries = _entries(sums)

@@ -279,7 +279,7 @@ def loss_kwargs(name: str, config: Any) -> Dict[str, Any]:
 
 def loss_spec(name: str) -> LossSpec:
     """The registry entry of loss `name`; ConfigError naming the known ones otherwise."""
-    from .errors import ConfigError
+    from ageest.errors import ConfigError
 
     try:
         return LOSSES[name]

@@ -2,7 +2,7 @@
 
 Uses the Haar cascades that ship inside the opencv-python(-headless) 4.x wheel
 (`cv2.data.haarcascades`), so nothing is downloaded at run time. Each face gets the same three
-keypoints as ageest.align (image-left eye centre, image-right eye centre, mouth centre):
+keypoints as ageest.data.align (image-left eye centre, image-right eye centre, mouth centre):
 
 * eyes: the eye cascade is run on the upper face; a pair is accepted when one eye lies in each
   half of the box, roughly level and at a plausible distance. Otherwise (closed eyes,

@@ -19,8 +19,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from .config import Config, add_config_arguments, load_config
-from .errors import AgeestError, ConfigError
+from ageest.config import Config, add_config_arguments, load_config
+from ageest.errors import AgeestError, ConfigError
 
 BASELINES = ("mean", "ridge")
 RIDGE_SIZE = 24  # pixels per side of the grey crop the ridge regression reads
@@ -95,10 +95,10 @@ def run_baselines(images: str | Path, methods: Sequence[str], subjects: Sequence
                   config: Config, *, cache: str | Path | None = None, points: str | Path | None = None,
                   split_dir: str | Path | None = None, log=print) -> list[dict]:
     """Each method on each subject's fold; writes out_root/METHOD/NNN/{predictions.tsv,metrics.json}."""
-    from .cache import default_cache_path, default_points_dir, open_cache
-    from .fgnet import data_fingerprint, scan_images
-    from .folds import fold_split, predictions_tsv, provenance
-    from .io import write_json_atomic, write_text_atomic
+    from ageest.pipeline.cache import default_cache_path, default_points_dir, open_cache
+    from ageest.data.fgnet import data_fingerprint, scan_images
+    from ageest.study.outputs import fold_split, predictions_tsv, provenance
+    from ageest.io import write_json_atomic, write_text_atomic
 
     unknown = [m for m in methods if m not in BASELINES]
     if unknown:

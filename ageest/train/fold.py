@@ -11,18 +11,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__
-from .cache import default_cache_path, default_points_dir, open_cache
-from .config import Config, add_config_arguments, load_config
-from .data import PlainSource, TensorSource
-from .devices import resolve_device
-from .engine import EpochState, autocast_for, evaluate, precision_name, train_one_epoch, uses_bf16
-from .errors import AgeestError, DataError
-from .fgnet import data_fingerprint, scan_images
-from .io import check_writable, save_torch_atomic, write_json_atomic, write_text_atomic
-from .losses import LOSSES, loss_spec
-from .model import backbone_batchnorms, build_model, head_parameters
-from .folds import fold_split, predictions_tsv, provenance
+from ageest import __version__
+from ageest.pipeline.cache import default_cache_path, default_points_dir, open_cache
+from ageest.config import Config, add_config_arguments, load_config
+from ageest.pipeline.sources import PlainSource, TensorSource
+from ageest.train.devices import resolve_device
+from ageest.train.engine import EpochState, autocast_for, evaluate, precision_name, train_one_epoch, uses_bf16
+from ageest.errors import AgeestError, DataError
+from ageest.data.fgnet import data_fingerprint, scan_images
+from ageest.io import check_writable, save_torch_atomic, write_json_atomic, write_text_atomic
+from ageest.nn.losses import LOSSES, loss_spec
+from ageest.nn.model import backbone_batchnorms, build_model, head_parameters
+from ageest.study.outputs import fold_split, predictions_tsv, provenance
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_ce", "train_mean", "train_var", "val_loss", "val_mae",
                    "lr", "seconds", "images_per_second", "val_seconds")

@@ -10,9 +10,9 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from .augment import augment_batch, center_crop, normalize
-from .config import Config
-from .fgnet import Record
+from ageest.pipeline.augment import augment_batch, center_crop, normalize
+from ageest.config import Config
+from ageest.data.fgnet import Record
 
 
 def batch_generator(seed: int, epoch: int, batch: int) -> torch.Generator:
@@ -68,7 +68,7 @@ class _PlainDataset(torch.utils.data.Dataset):
     def __init__(self, records: Sequence[Record], config: Config, points_dir: Path | None, train: bool):
         from torchvision import transforms as T
 
-        from .augment import IMAGENET_MEAN, IMAGENET_STD
+        from ageest.pipeline.augment import IMAGENET_MEAN, IMAGENET_STD
 
         self.records, self.config, self.points_dir = list(records), config, points_dir
         c = config
@@ -86,7 +86,7 @@ class _PlainDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int):
         from PIL import Image
 
-        from .cache import preprocess_image
+        from ageest.pipeline.cache import preprocess_image
 
         r = self.records[i]
         img, _ = preprocess_image(r, self.config.resize_size, self.config.align, self.points_dir,

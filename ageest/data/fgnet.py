@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .errors import DataError
-from .io import write_text_atomic
+from ageest.errors import DataError
+from ageest.io import write_text_atomic
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 # Subject (3 digits), 'A', age (2 digits), optional photo letter for a second photo at one age.
@@ -118,7 +118,7 @@ def landmarks_digest(points_dir: str | Path | None, records: list[Record] | None
     names), '-' for an image that has none, so a file edited, added or removed for any of them
     changes it. Without: every `.pts` file in the folder (what a checksum list would cover).
     """
-    from .landmarks import find_pts
+    from ageest.data.landmarks import find_pts
 
     if points_dir is None:
         return None

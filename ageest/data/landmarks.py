@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError
+from ageest.errors import DataError
 
 N_POINTS = 68
 

@@ -27,9 +27,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from .errors import DataError
-from .fgnet import load_rgb
-from .landmarks import default_points_dir, find_pts, read_pts
+from ageest.errors import DataError
+from ageest.data.fgnet import load_rgb
+from ageest.data.landmarks import default_points_dir, find_pts, read_pts
 
 LEFT_EYE = slice(27, 31)
 RIGHT_EYE = slice(32, 36)

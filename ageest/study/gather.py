@@ -24,10 +24,10 @@ from typing import Any
 
 import pandas as pd
 
-from . import stats
-from .config import OPERATIONAL_KEYS
-from .errors import AgeestError
-from .io import atomic_path
+from ageest.study import stats
+from ageest.config import OPERATIONAL_KEYS
+from ageest.errors import AgeestError
+from ageest.io import atomic_path
 
 THETAS = range(11)
 BAND_WIDTH = 10

@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torchvision
 
-from .errors import ConfigError
+from ageest.errors import ConfigError
 
 _WEIGHTS = {
     "resnet18": "ResNet18_Weights",

@@ -9,9 +9,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .config import add_config_arguments
-from .errors import DataError
-from .fgnet import Record
+from ageest.config import add_config_arguments
+from ageest.errors import DataError
+from ageest.data.fgnet import Record
 
 
 @dataclass(frozen=True)
@@ -109,9 +109,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write one fold's split (train / val / test per image)."""
-    from .config import load_config
-    from .fgnet import scan_images
-    from .io import write_text_atomic
+    from ageest.config import load_config
+    from ageest.data.fgnet import scan_images
+    from ageest.io import write_text_atomic
 
     config = load_config(args.config, args.overrides)
     records = scan_images(args.images)

@@ -20,11 +20,11 @@ from typing import Iterator, Sequence
 import cv2
 import numpy as np
 
-from .config import Config, add_config_arguments, load_config
-from .errors import DataError
-from .fgnet import Record, data_fingerprint, landmarks_digest, load_rgb, scan_images
-from .io import atomic_path, write_json_atomic
-from .landmarks import default_points_dir  # re-exported: train and baselines import it from here
+from ageest.config import Config, add_config_arguments, load_config
+from ageest.errors import DataError
+from ageest.data.fgnet import Record, data_fingerprint, landmarks_digest, load_rgb, scan_images
+from ageest.io import atomic_path, write_json_atomic
+from ageest.data.landmarks import default_points_dir  # re-exported: train and baselines import it from here
 
 CACHE_VERSION = 1
 
@@ -47,8 +47,8 @@ def preprocess_image(record: Record, size: int, align: str, points_dir: Path | N
     rgb = load_rgb(record.path)
     if align == "none":
         return square_resize(rgb, size), False
-    from .align import align_face, keypoints_from_landmarks
-    from .landmarks import find_pts, read_pts
+    from ageest.data.align import align_face, keypoints_from_landmarks
+    from ageest.data.landmarks import find_pts, read_pts
 
     pts_path = find_pts(points_dir, record.path) if points_dir is not None and points_dir.is_dir() else None
     try:
@@ -119,7 +119,7 @@ def read_meta(path: Path) -> dict | None:
 
 def _landmarks_edited_since(path: Path, records: Sequence[Record], points_dir: Path | None) -> list[str]:
     """The landmark files of `records` modified after the cache at `path` was finished."""
-    from .landmarks import find_pts
+    from ageest.data.landmarks import find_pts
 
     if points_dir is None or not Path(points_dir).is_dir():
         return []

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from .errors import ConfigError
+from ageest.errors import ConfigError
 
 if TYPE_CHECKING:
     import torch

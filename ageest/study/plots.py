@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import AgeestError
-from .gather import PER_FOLD
-from .io import atomic_path
+from ageest.errors import AgeestError
+from ageest.study.gather import PER_FOLD
+from ageest.io import atomic_path
 
 PLOTS = ("ranking", "subject_mae_paired", "cs_curves", "predicted_vs_true", "mae_by_age_band", "training_curves")
 PANEL_COLUMNS = 3  # panels per row in the per-method plots
@@ -58,7 +58,7 @@ def _save(fig, path: Path) -> None:
 
 def method_order(names) -> list[str]:
     """Trained losses first (in the order given), then the baselines: every plot uses this order."""
-    from .baselines import BASELINES
+    from ageest.train.baselines import BASELINES
 
     names = list(dict.fromkeys(names))
     return [n for n in names if n not in BASELINES] + [b for b in BASELINES if b in names]
@@ -66,7 +66,7 @@ def method_order(names) -> list[str]:
 
 def method_style(names) -> dict[str, dict]:
     """One colour per method in every plot; baselines grey and dashed, so they read as references."""
-    from .baselines import BASELINES
+    from ageest.train.baselines import BASELINES
 
     import seaborn as sns
 

@@ -10,7 +10,7 @@ The faces carry a real, learnable age signal and nuisance variation that does no
   greyscale vs colour, JPEG quality, sensor noise.
 
 Layout and names follow FG-NET exactly: `images/NNNAMM[a|b].JPG` and `points/nnnamm[a|b].pts`
-in FG-NET's own 68-point numbering (see ageest.align). Output is a pure function of the seed:
+in FG-NET's own 68-point numbering (see ageest.data.align). Output is a pure function of the seed:
 every image draws from its own generator keyed by (seed, subject, photo), so the same seed
 gives byte-identical files whatever the number of worker processes. Existing files with the
 same names are overwritten; other files in OUTDIR are left alone.
@@ -28,8 +28,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from .errors import DataError
-from .landmarks import default_points_dir, write_pts
+from ageest.errors import DataError
+from ageest.data.landmarks import default_points_dir, write_pts
 
 # Target age density, per year of age, shaped like FG-NET's (mean ~16, few over 50).
 _AGE_DENSITY = np.array([3.8] * 20 + [1.9] * 10 + [1.1] * 10 + [0.7] * 10 + [0.2] * 20)

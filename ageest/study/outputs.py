@@ -8,10 +8,10 @@ from typing import Sequence
 
 import numpy as np
 
-from . import __version__, code_version
-from .config import Config
-from .fgnet import Record
-from .splits import Split, read_split, split_fold, split_table
+from ageest import __version__, code_version
+from ageest.config import Config
+from ageest.data.fgnet import Record
+from ageest.data.splits import Split, read_split, split_fold, split_table
 
 PREDICTION_HEADER = ("image", "subject", "age", "predicted_age", "predicted_std", "predicted_age_rounded")
 

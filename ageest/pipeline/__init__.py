@@ -1,0 +1,1 @@
+"""From images to batches: the shared preprocessing cache, batch augmentation, the batch sources."""

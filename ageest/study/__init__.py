@@ -1,0 +1,1 @@
+"""The study: what the workflow plans, each fold's outputs, gather, statistics, plots."""

@@ -1,0 +1,1 @@
+"""Training one fold: the driver, the epoch engine, the resumable state, devices, the baselines."""
