@@ -1,4 +1,10 @@
-"""One typed, frozen training config: the seed's recipe as defaults, validated on construction."""
+"""One typed, frozen training config: the reference recipe as defaults, validated on construction.
+
+Every training key is written once, here: a field of `Config` with its type, default, allowed
+values or range and a one-line doc (`key(...)`). The validation, `ageest train --set`, the loss
+functions' defaults and config/README.md's table (`training_table`, written by
+tools/config_docs.py and checked byte for byte by tests/test_config.py) all read it from here.
+"""
 
 from __future__ import annotations
 
@@ -11,67 +17,68 @@ import yaml
 
 from ageest.errors import ConfigError
 
-_CHOICES = {
-    "val_split": ("subject", "image"),
-    "align": ("none", "landmarks"),
-    "arch": ("resnet18", "resnet34", "resnet50"),
-    "precision": ("auto", "bf16", "fp32"),
-    "pipeline": ("fast", "plain"),
-    "sord_distance": ("absolute", "squared"),  # ageest.nn.losses.SORD_DISTANCES (a test keeps them equal)
-}
-
 # Keys that change how a fold runs, not what it computes: ignored when checking that folds of one
 # study (and a checkpoint and the run resuming it) share a config.
 OPERATIONAL_KEYS = frozenset({"device", "threads", "save_model", "keep_checkpoint", "eval_batch_size",
                               "checkpoint_every_s", "channels_last", "folds_per_gpu"})
 
 
+def key(default: Any, doc: str, *, choices: tuple = (), low: float | None = None, high: float | None = None,
+        low_open: bool = False, high_open: bool = False, rule: str = "") -> Any:
+    """A Config field: its default, one-line doc, allowed `choices` or range [low, high] (an open
+    end with low_open/high_open), and `rule`, the words for a check written in `_validate`."""
+    meta = {"doc": doc, "choices": choices, "low": low, "high": high, "low_open": low_open,
+            "high_open": high_open, "rule": rule}
+    return dataclasses.field(default=default, metadata=meta)
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything that decides a fold's result. Saved beside every checkpoint and metrics file."""
 
-    epochs: int = 100
-    freeze_epochs: int = 10  # first epochs update only the head (backbone frozen)
-    # In those epochs the backbone's BatchNorm layers stay in eval mode, so their running statistics
-    # do not move either. false matches the seed (model.train() on everything: the stats moved).
-    freeze_bn: bool = True
-    batch_size: int = 64
-    eval_batch_size: int = 256
-    lr: float = 0.002
-    lr_milestones: tuple[int, ...] = (80,)
-    lr_gamma: float = 0.1
-    weight_decay: float = 0.0
-    image_size: int = 224  # the crop; images are first resized to round(image_size * 256 / 224)
-    rotate: float = 10.0  # degrees, uniform in [-rotate, rotate]
-    shear: float = 16.0  # degrees
-    flip: bool = True
-    val_rate: float = 0.1
-    val_split: str = "subject"  # 'subject': validation people disjoint from training people
-    seed: int = 0
-    device: str = "auto"
-    pretrained: str = "imagenet"  # 'imagenet', 'none' or a path to a state-dict file
-    arch: str = "resnet34"
-    lambda1: float = 0.2
-    lambda2: float = 0.05
-    # Each other loss's own keys (ageest.nn.losses.LOSSES names which loss reads which).
-    dldl_sigma: float = 2.0  # years: sd of the Gaussian label distribution (dldl, dldl_v2)
-    dldl_v2_lambda: float = 1.0  # weight of the L1 expectation term (dldl_v2)
-    residue_lambda1: float = 0.2  # weight of the mean term (mean_residue)
-    residue_lambda2: float = 0.25  # weight of the residue term (mean_residue)
-    residue_k: int = 0  # top-K classes spared the residue term; 0: adaptive (mean_residue)
-    sord_distance: str = "absolute"  # SORD's metric between ages: absolute or squared (sord)
-    min_age: int = 0
-    max_age: int = 69
-    align: str = "none"
-    align_fallback: bool = False  # unaligned image where a .pts file is missing or malformed
-    precision: str = "auto"  # bf16 autocast where the device supports it fast
-    channels_last: bool = True
-    threads: int = 0  # torch intra-op threads, 0 = torch's default
-    pipeline: str = "fast"  # 'plain': the seed's per-sample PIL pipeline (reference, benchmarks)
-    save_model: bool = True
-    keep_checkpoint: bool = False  # keep the resumable state after the fold finishes
-    checkpoint_every_s: float = 0.0  # save resumable state at an epoch's end if this old; 0 = every epoch
-    folds_per_gpu: int = 1  # concurrent fold jobs one GPU takes (device: auto picks a free slot)
+    epochs: int = key(100, "epochs per fold", low=1)
+    freeze_epochs: int = key(10, "first epochs train only the new head, backbone frozen", low=0, rule="at most epochs")
+    freeze_bn: bool = key(True, "in those epochs the backbone's BatchNorm layers stay in eval mode, so their running statistics are frozen too (the head's BatchNorm1d still trains); `false` matches the reference recipe, whose `model.train()` let them move")
+    batch_size: int = key(64, "training batch (BatchNorm needs two samples); a trailing batch of one image is dropped", low=2)
+    eval_batch_size: int = key(256, "images per batch when scoring validation and test; does not change the result", low=1)
+    lr: float = key(0.002, "initial learning rate (Adam)", low=0, low_open=True)
+    lr_milestones: tuple[int, ...] = key((80,), "epochs where the learning rate is multiplied by `lr_gamma`", rule="a list of positive epoch numbers")
+    lr_gamma: float = key(0.1, "factor of the learning rate at each milestone", low=0, high=1, low_open=True)
+    weight_decay: float = key(0.0, "Adam's weight decay", low=0)
+    image_size: int = key(224, "crop size in pixels; images are first resized to round(`image_size` × 256 / 224)", low=16, high=1024)
+    rotate: float = key(10.0, "training augmentation: rotation uniform in ±`rotate` degrees", low=0, high=180)
+    shear: float = key(16.0, "training augmentation: x-shear uniform in ±`shear` degrees", low=0, high=90, high_open=True)
+    flip: bool = key(True, "training augmentation: horizontal flip with probability 0.5")
+    val_rate: float = key(0.1, "validation share, held out of each fold's training data to pick the best epoch. With `val_split: subject`, whole people are drawn in a seeded order until they hold at least this share of the fold's non-test *images* (so ≥ 10% of the images, as whole people, not 10% of the people). This departs from the paper's LOPO, which trains on all the other people: here the model trains on the rest, about 90% of the other people's images",
+                          low=0, high=1, low_open=True, high_open=True)
+    val_split: str = key("subject", "`subject`: validation people disjoint from training people; `image`: the reference recipe's split, a `val_rate` share of the images, people shared with training", choices=("subject", "image"))
+    seed: int = key(0, "the split, the initialisation, the batch order and the augmentation; in the workflow with `seeds` set, the split only (each fold then trains with its own seed)", low=0)
+    device: str = key("auto", "`auto`: a CUDA GPU, else Apple MPS, else CPU; `cpu`, `cuda`, `cuda:N`, `mps`. With `auto` and several GPUs (or `folds_per_gpu` > 1) each fold locks a free GPU slot of its own; when every slot is held it waits, saying so, until one is released",
+                      rule="auto, cpu, cuda, cuda:N or mps")
+    pretrained: str = key("imagenet", "`imagenet` (torchvision weights, fetched once by the local `weights` rule into `resources/torch`), `none`, or a `.pth` state-dict file",
+                          rule="imagenet, none or a path to a .pt/.pth state-dict file")
+    arch: str = key("resnet34", "the backbone", choices=("resnet18", "resnet34", "resnet50"))
+    lambda1: float = key(0.2, "weight of the mean term (`mean_variance`)", low=0)
+    lambda2: float = key(0.05, "weight of the variance term (`mean_variance`)", low=0)
+    dldl_sigma: float = key(2.0, "sd, in years, of the Gaussian label distribution around the true age (`dldl`, `dldl_v2`)", low=0, low_open=True)
+    dldl_v2_lambda: float = key(1.0, "weight of the L1 term on the expected age (`dldl_v2`)", low=0)
+    residue_lambda1: float = key(0.2, "weight of the mean term (`mean_residue`)", low=0)
+    residue_lambda2: float = key(0.25, "weight of the residue term (`mean_residue`)", low=0)
+    residue_k: int = key(0, "top classes spared the residue term (`mean_residue`): `0` adaptive, those at least as probable as the true age (the authors' code); `K` ≥ 1 the K most probable",
+                         rule="0 (adaptive) or a number of top classes below the number of ages")
+    sord_distance: str = key("absolute", "SORD's metric φ between ages, in years: `absolute` \\|y − a\\| or `squared` (y − a)² (`sord`)", choices=("absolute", "squared"))
+    min_age: int = key(0, "youngest age class, in years; one class per year up to `max_age`", low=0)
+    max_age: int = key(69, "oldest age class; the predicted age is the expectation over the classes (`coral`: the number of thresholds passed)", rule="greater than min_age")
+    align: str = key("none", "`landmarks`: align faces with FG-NET's `.pts` points; `none`: the photo's central square, shorter side resized", choices=("none", "landmarks"))
+    align_fallback: bool = key(False, "use the unaligned image where a `.pts` file is missing or malformed")
+    precision: str = key("auto", "`auto`: bf16 autocast only where the device computes bf16 natively (CUDA compute capability ≥ 8.0; CPUs with AVX-512 BF16 or AMX), fp32 elsewhere (also on MPS); `bf16`; `fp32`. metrics.json records the one used", choices=("auto", "bf16", "fp32"))
+    channels_last: bool = key(True, "channels-last memory format (not on MPS); speed only")
+    threads: int = key(0, "torch threads per fold; `0`: `resources.train_threads` in the workflow, torch's default on the command line", low=0)
+    pipeline: str = key("fast", "`fast`: the cached uint8 array, augmented in whole batches on the device; `plain`: the reference recipe's per-sample PIL pipeline in DataLoader workers (the reference the fast one is checked against)", choices=("fast", "plain"))
+    save_model: bool = key(True, "write model.pt beside the fold's outputs (the workflow sets it from `keep_models`)")
+    keep_checkpoint: bool = key(False, "keep the resumable state after the fold finishes")
+    checkpoint_every_s: float = key(0.0, "save the resumable state at an epoch's end only when the last save is at least this many seconds old; `0`: every epoch", low=0)
+    folds_per_gpu: int = key(1, "fold jobs sharing one GPU: with `device: auto` each locks one of this many slots per GPU; run with `--resources gpu=K×GPUs`", low=1)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -104,10 +111,36 @@ class Config:
         return from_dict({**self.to_dict(), **changes})
 
 
+def default(name: str) -> Any:
+    """The default of training key `name`: what a loss function's keyword defaults to."""
+    return _FIELDS[name].default
+
+
+def choices(name: str) -> tuple:
+    """The values training key `name` may take, () where it is not a choice."""
+    return _FIELDS[name].metadata["choices"]
+
+
+def allowed(f: dataclasses.Field) -> str:
+    """The allowed values of a field in words, from its choices, range and rule ('' if any)."""
+    m = f.metadata
+    words = []
+    if m["choices"]:
+        words.append("one of " + ", ".join(m["choices"]))
+    lo, hi = m["low"], m["high"]
+    if lo is not None and hi is not None:
+        words.append(f"in {'(' if m['low_open'] else '['}{lo:g}, {hi:g}{')' if m['high_open'] else ']'}")
+    elif lo is not None:
+        words.append(f"{'>' if m['low_open'] else '>='} {lo:g}")
+    if m["rule"]:
+        words.append(m["rule"])
+    return "; ".join(words)
+
+
 def _validate(c: Config) -> None:
-    def need(ok: bool, key: str, why: str) -> None:
+    def need(ok: bool, name: str, why: str) -> None:
         if not ok:
-            raise ConfigError(f"config key '{key}': {why} (got {getattr(c, key)!r})")
+            raise ConfigError(f"config key '{name}': {why} (got {getattr(c, name)!r})", name)
 
     for f in fields(c):
         v = getattr(c, f.name)
@@ -120,39 +153,26 @@ def _validate(c: Config) -> None:
             need(isinstance(v, bool), f.name, "must be true or false")
         elif typ is str:
             need(isinstance(v, str), f.name, "must be a string")
-    for key, allowed in _CHOICES.items():
-        need(getattr(c, key) in allowed, key, f"must be one of {', '.join(allowed)}")
-    need(c.epochs >= 1, "epochs", "must be at least 1")
-    need(0 <= c.freeze_epochs <= c.epochs, "freeze_epochs", "must be between 0 and epochs")
-    need(c.batch_size >= 2, "batch_size", "must be at least 2 (BatchNorm needs two samples)")
-    need(c.eval_batch_size >= 1, "eval_batch_size", "must be at least 1")
-    need(c.lr > 0, "lr", "must be positive")
+        m = f.metadata
+        if m["choices"]:
+            need(v in m["choices"], f.name, f"must be one of {', '.join(m['choices'])}")
+        if m["low"] is not None or m["high"] is not None:
+            lo, hi = m["low"], m["high"]
+            ok = ((lo is None or (v > lo if m["low_open"] else v >= lo))
+                  and (hi is None or (v < hi if m["high_open"] else v <= hi)))
+            positive = lo == 0 and m["low_open"] and hi is None
+            need(ok, f.name, "must be positive" if positive else f"must be {allowed(f).split('; ')[0]}")
+    # The rules that one key's range alone cannot say.
+    need(c.freeze_epochs <= c.epochs, "freeze_epochs", "must be between 0 and epochs")
     need(all(isinstance(m, int) and m >= 1 for m in c.lr_milestones), "lr_milestones",
          "must be a list of positive epoch numbers")
-    need(0 < c.lr_gamma <= 1, "lr_gamma", "must be in (0, 1]")
-    need(c.weight_decay >= 0, "weight_decay", "must be >= 0")
-    need(16 <= c.image_size <= 1024, "image_size", "must be between 16 and 1024")
-    need(0 <= c.rotate <= 180, "rotate", "must be between 0 and 180 degrees")
-    need(0 <= c.shear < 90, "shear", "must be between 0 and 90 degrees")
-    need(0 < c.val_rate < 1, "val_rate", "must be strictly between 0 and 1")
-    need(c.seed >= 0, "seed", "must be >= 0")
-    need(c.device == "auto" or c.device == "cpu" or c.device.startswith("cuda") or c.device == "mps",
-         "device", "must be auto, cpu, cuda, cuda:N or mps")
+    need(c.device in ("auto", "cpu", "mps") or c.device.startswith("cuda"), "device",
+         "must be auto, cpu, cuda, cuda:N or mps")
     need(c.pretrained in ("imagenet", "none") or c.pretrained.endswith((".pt", ".pth", ".bin")),
          "pretrained", "must be imagenet, none or a path to a .pt/.pth state-dict file")
-    need(c.lambda1 >= 0, "lambda1", "must be >= 0")
-    need(c.lambda2 >= 0, "lambda2", "must be >= 0")
-    need(c.dldl_sigma > 0, "dldl_sigma", "must be positive (years)")
-    need(c.dldl_v2_lambda >= 0, "dldl_v2_lambda", "must be >= 0")
-    need(c.residue_lambda1 >= 0, "residue_lambda1", "must be >= 0")
-    need(c.residue_lambda2 >= 0, "residue_lambda2", "must be >= 0")
-    need(c.min_age >= 0, "min_age", "must be >= 0")
     need(c.max_age > c.min_age, "max_age", "must be greater than min_age")
     need(0 <= c.residue_k < c.num_classes, "residue_k",
          f"must be 0 (adaptive) or a number of top classes below the {c.num_classes} ages")
-    need(c.threads >= 0, "threads", "must be >= 0")
-    need(c.checkpoint_every_s >= 0, "checkpoint_every_s", "must be >= 0")
-    need(c.folds_per_gpu >= 1, "folds_per_gpu", "must be at least 1")
 
 
 def _base_type(f: dataclasses.Field) -> type:
@@ -167,14 +187,14 @@ def from_dict(d: dict[str, Any]) -> Config:
     """Build a Config, rejecting unknown keys by name."""
     unknown = sorted(set(d) - set(_FIELDS))
     if unknown:
-        raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
+        raise ConfigError(f"unknown config key(s): {', '.join(unknown)}", *unknown)
     d = dict(d)
     if "lr_milestones" in d:
         m = d["lr_milestones"]
         if isinstance(m, int) and not isinstance(m, bool):
             m = [m]
         if not isinstance(m, (list, tuple)):
-            raise ConfigError(f"config key 'lr_milestones': must be a list of epochs (got {m!r})")
+            raise ConfigError(f"config key 'lr_milestones': must be a list of epochs (got {m!r})", "lr_milestones")
         d["lr_milestones"] = tuple(m)
     for k, v in d.items():
         # YAML reads 1e-3 as a string and 2 as an int; lift ints to floats where a float is asked.
@@ -195,7 +215,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not sep or not key:
         raise ConfigError(f"--set expects key=value (got {text!r})")
     if key not in _FIELDS:
-        raise ConfigError(f"unknown config key(s): {key}")
+        raise ConfigError(f"unknown config key(s): {key}", key)
     try:
         value = yaml.safe_load(raw)
     except yaml.YAMLError:
@@ -236,5 +256,19 @@ def field_names() -> list[str]:
     return list(_FIELDS)
 
 
-__all__ = ["Config", "OPERATIONAL_KEYS", "add_config_arguments", "from_dict", "load_config", "parse_override",
-           "field_names"]
+def training_table(study: dict[str, Any]) -> str:
+    """config/README.md's table of training keys: each key's default, the value in `study` (the
+    real study's training section; – where it leaves the key out), its allowed values and doc."""
+    def cell(v: Any) -> str:
+        text = yaml.safe_dump(list(v) if isinstance(v, tuple) else v, default_flow_style=True).strip()
+        return f"`{text.removesuffix(chr(10) + '...').strip()}`"
+
+    lines = ["| key | default | config.yaml | allowed | meaning |", "|---|---|---|---|---|"]
+    for f in fields(Config):
+        in_study = cell(study[f.name]) if f.name in study else "–"
+        lines.append(f"| `{f.name}` | {cell(f.default)} | {in_study} | {allowed(f) or '–'} | {f.metadata['doc']} |")
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["Config", "OPERATIONAL_KEYS", "add_config_arguments", "choices", "default", "from_dict", "load_config",
+           "parse_override", "field_names", "training_table"]

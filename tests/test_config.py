@@ -1,16 +1,13 @@
 import dataclasses
-import re
 from pathlib import Path
 
 import pytest
 import yaml
 
-from ageest.config import _CHOICES, Config, field_names, load_config, parse_override
+from ageest.config import Config, field_names, load_config, parse_override
 from ageest.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
-# Set by the workflow from keep_models, never by a config: in Config, not in the schema or table.
-WORKFLOW_SET = {"save_model"}
 
 
 def test_defaults_are_the_seed_recipe():
@@ -36,13 +33,15 @@ def test_overrides_and_yaml(tmp_path):
     ("batch_size=1", "batch_size"), ("device=tpu", "device"), ("flip=3", "flip"),
 ])
 def test_bad_values_name_the_key(override, key):
-    with pytest.raises(ConfigError, match=f"'{key}'"):
+    with pytest.raises(ConfigError, match=f"'{key}'") as e:
         load_config(None, [override])
+    assert e.value.key == key
 
 
 def test_unknown_keys_rejected(tmp_path):
-    with pytest.raises(ConfigError, match="unknown config key.*epochz"):
+    with pytest.raises(ConfigError, match="unknown config key.*epochz") as e:
         load_config(None, ["epochz=3"])
+    assert e.value.keys == ("epochz",)
     f = tmp_path / "c.yaml"
     f.write_text("epochs: 3\nlearning_rate: 0.1\n")
     with pytest.raises(ConfigError, match="learning_rate"):
@@ -76,62 +75,38 @@ def test_removed_keys_are_gone():
     assert not hasattr(ageest.config, "config_hash")
 
 
-# --- one source: Config, the workflow schema and config/README.md name the same keys ------------
+# --- one source: each key is a field of Config; the README table and the loss defaults follow it ---
 
 
-def _schema_training():
-    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
-    return schema["properties"]["training"]["properties"]
+def test_readme_training_table_is_the_generated_one():
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    from config_docs import README, rendered
+
+    text = README.read_text()
+    assert rendered(text) == text, "config/README.md's training table is stale: run python tools/config_docs.py"
 
 
-def _readme_training_table():
-    """{key: (default cell, config.yaml cell)} from config/README.md's training table."""
-    text = (ROOT / "config" / "README.md").read_text()
-    section = text.split("## `training`", 1)[1].split("\n## ", 1)[0]
-    lines = [l for l in section.splitlines() if l.startswith("|")]
-    header = [c.strip() for c in lines[0].strip("|").split("|")]
-    assert header == ["key", "default", "config.yaml", "meaning"], header
-    rows = {}
-    for line in lines[2:]:
-        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))]
-        keys = re.findall(r"`(\w+)`", cells[0])
-        defaults, in_yaml = _cells(cells[1], len(keys)), _cells(cells[2], len(keys))
-        for k, d, y in zip(keys, defaults, in_yaml):
-            assert k not in rows, f"{k} twice in the table"
-            rows[k] = (d, y)
-    return rows
+def test_the_schema_leaves_training_keys_to_config():
+    training = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())[
+        "properties"]["training"]
+    assert "properties" not in training and training["type"] == "object"
 
 
-def _cells(cell, n):
-    """'`0.2`, `0.05`' -> [0.2, 0.05] (YAML values); '–' -> [None] * n."""
-    if cell == "–":
-        return [None] * n
-    values = [yaml.safe_load(v) for v in re.findall(r"`([^`]*)`", cell)]
-    assert len(values) == n, cell
-    return values
-
-
-def test_schema_readme_and_config_name_the_same_keys():
-    keys = set(field_names()) - WORKFLOW_SET
-    assert set(_schema_training()) == keys
-    assert set(_readme_training_table()) == keys
-
-
-def test_schema_types_and_choices_follow_config():
-    json_type = {"int": "integer", "float": "number", "bool": "boolean", "str": "string",
-                 "tuple[int, ...]": "array"}
-    props = _schema_training()
+def test_every_key_has_a_doc_and_its_range_is_checked():
     for f in dataclasses.fields(Config):
-        if f.name in WORKFLOW_SET:
-            continue
-        assert props[f.name]["type"] == json_type[str(f.type)], f.name
-        assert props[f.name].get("enum") == (list(_CHOICES[f.name]) if f.name in _CHOICES else None), f.name
-        assert "default" not in props[f.name], f"{f.name}: the default is Config's (see the schema's note)"
+        assert f.metadata["doc"], f.name
+        for bad in ("low", "high"):
+            edge = f.metadata[bad]
+            if edge is None or f.name == "image_size" and bad == "high":
+                continue
+            step = (-1 if bad == "low" else 1) * (0 if f.metadata[f"{bad}_open"] else 1)
+            value = edge + step if _base(f) is int else edge + step * 0.5
+            with pytest.raises(ConfigError) as e:
+                Config(**{f.name: value})
+            assert e.value.key == f.name
 
 
-def test_readme_defaults_are_configs_and_the_study_column_is_config_yaml():
-    defaults = Config().to_dict()
-    study = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["training"]
-    for key, (default, in_yaml) in _readme_training_table().items():
-        assert default == defaults[key], f"{key}: README default {default!r}, Config {defaults[key]!r}"
-        assert in_yaml == study.get(key), f"{key}: README config.yaml column {in_yaml!r}, file {study.get(key)!r}"
+def _base(f):
+    return {"int": int, "float": float}.get(str(f.type))

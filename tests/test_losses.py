@@ -101,7 +101,7 @@ def test_each_loss_declares_its_config_keys():
 
 from math import exp, log
 
-from ageest.config import _CHOICES
+from ageest.config import choices
 from ageest.nn.losses import (SORD_DISTANCES, CoralHead, coral_age, coral_loss, dldl_loss, dldl_v2_loss,
                            gaussian_labels, l1_loss, mean_residue_loss, sord_loss)
 
@@ -245,7 +245,7 @@ def test_loss_config_keys_are_validated(key, value, why):
 
 
 def test_sord_distances_are_the_configs_choices():
-    assert tuple(SORD_DISTANCES) == _CHOICES["sord_distance"]
+    assert tuple(SORD_DISTANCES) == choices("sord_distance")
 
 
 def test_every_loss_takes_bf16_outputs_and_gives_finite_gradients():

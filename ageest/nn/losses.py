@@ -16,6 +16,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ageest.config import default  # each loss key's default is the training config's
+
 Tensor = torch.Tensor
 
 
@@ -51,8 +53,8 @@ def softmax_loss(logits: Tensor, target: Tensor, ages: Tensor, **_: float) -> Di
     return {"loss": ce, "ce": ce}
 
 
-def mean_variance_loss(logits: Tensor, target: Tensor, ages: Tensor, lambda1: float = 0.2,
-                       lambda2: float = 0.05) -> Dict[str, Tensor]:
+def mean_variance_loss(logits: Tensor, target: Tensor, ages: Tensor, lambda1: float = default("lambda1"),
+                       lambda2: float = default("lambda2")) -> Dict[str, Tensor]:
     """Softmax CE + lambda1 * mean loss + lambda2 * variance loss (Pan et al., CVPR 2018, eq. 6).
 
     logits: (N, K); target: (N,) ages in years; ages: (K,).
@@ -83,7 +85,7 @@ def gaussian_labels(target: Tensor, ages: Tensor, sigma: float) -> Tensor:
     return soft_labels(target, ages, lambda d: d ** 2 / (2 * sigma ** 2))
 
 
-def dldl_loss(logits: Tensor, target: Tensor, ages: Tensor, dldl_sigma: float = 2.0) -> Dict[str, Tensor]:
+def dldl_loss(logits: Tensor, target: Tensor, ages: Tensor, dldl_sigma: float = default("dldl_sigma")) -> Dict[str, Tensor]:
     """DLDL: KL(q || softmax(logits)), q the Gaussian label distribution around the true age.
 
     Gao, Xing, Xie, Wu & Geng, "Deep Label Distribution Learning With Label Ambiguity", IEEE TIP
@@ -106,8 +108,8 @@ def l1_loss(logits: Tensor, target: Tensor, ages: Tensor) -> Dict[str, Tensor]:
     return {"loss": l1, "l1": l1}
 
 
-def dldl_v2_loss(logits: Tensor, target: Tensor, ages: Tensor, dldl_sigma: float = 2.0,
-                 dldl_v2_lambda: float = 1.0) -> Dict[str, Tensor]:
+def dldl_v2_loss(logits: Tensor, target: Tensor, ages: Tensor, dldl_sigma: float = default("dldl_sigma"),
+                 dldl_v2_lambda: float = default("dldl_v2_lambda")) -> Dict[str, Tensor]:
     """DLDL-v2: KL(q || p) + lambda * |E[a] - y|, label distribution plus expectation regression.
 
     Gao, Zhou, Wu & Geng, "Age Estimation Using Expectation of Label Distribution Learning",
@@ -126,7 +128,7 @@ SORD_DISTANCES: Dict[str, Callable[[Tensor], Tensor]] = {
 
 
 def sord_loss(logits: Tensor, target: Tensor, ages: Tensor,
-              sord_distance: str = "absolute") -> Dict[str, Tensor]:
+              sord_distance: str = default("sord_distance")) -> Dict[str, Tensor]:
     """SORD: cross-entropy to soft labels q_k = softmax_k(-phi(y, a_k)), phi a metric in years.
 
     Diaz & Marathe, "Soft Labels for Ordinal Regression", CVPR 2019.
@@ -142,8 +144,8 @@ def sord_loss(logits: Tensor, target: Tensor, ages: Tensor,
     return {"loss": ce, "ce": ce}
 
 
-def mean_residue_loss(logits: Tensor, target: Tensor, ages: Tensor, residue_lambda1: float = 0.2,
-                      residue_lambda2: float = 0.25, residue_k: int = 0) -> Dict[str, Tensor]:
+def mean_residue_loss(logits: Tensor, target: Tensor, ages: Tensor, residue_lambda1: float = default("residue_lambda1"),
+                      residue_lambda2: float = default("residue_lambda2"), residue_k: int = default("residue_k")) -> Dict[str, Tensor]:
     """Softmax CE + lambda1 * mean loss + lambda2 * residue loss (Zhao, Qian, Hou & Zeng,
     "Adaptive Mean-Residue Loss for Robust Facial Age Estimation", ICME 2022).
 
