@@ -87,7 +87,7 @@ def test_head_only_epoch_leaves_every_backbone_tensor_bit_identical(synth_small,
 
 
 def test_freeze_bn_false_lets_the_running_stats_move(synth_small, tmp_path):
-    # The seed's behaviour: frozen weights, but model.train() moves the backbone's BatchNorm statistics.
+    # The reference recipe's behaviour: frozen weights, but model.train() moves the backbone's BatchNorm statistics.
     start, after, _ = _backbone_after_head_only_epoch(synth_small, tmp_path, freeze_bn=False)
     assert torch.equal(start["conv1.weight"], after["conv1.weight"])
     assert torch.equal(start["bn1.weight"], after["bn1.weight"])
@@ -197,3 +197,45 @@ def test_fold_follows_a_split_file(synth_small, tmp_path):
     m = run_fold(synth_small, 5, "softmax", tmp_path / "o", _cfg(epochs=1, freeze_epochs=0), split_file=f,
                  log=lambda *_: None)
     assert (m["n_train"], m["n_val"], m["n_test"]) == (len(sp.train), len(sp.val), len(sp.test))
+
+
+def test_several_folds_in_one_process_equal_folds_in_their_own(synth_small, tmp_path):
+    one = [a for o in tiny_overrides(epochs=1, freeze_epochs=0) for a in ("--set", o)]
+    base = [sys.executable, "-m", "ageest", "train", "--images", str(synth_small), "--loss", "softmax"]
+    # The second fold is the one a shared process could change (the first is any fold's start).
+    subprocess.run(base + ["--leave-subject", "3", "--out", str(tmp_path / "own" / "003")] + one,
+                   check=True, capture_output=True, timeout=600)
+    r = subprocess.run(base + ["--leave-subject", "2", "3", "--out", str(tmp_path / "shared" / "{subject}")] + one,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "own" / "003" / "predictions.tsv").read_text() == \
+        (tmp_path / "shared" / "003" / "predictions.tsv").read_text()
+    for s in ("002", "003"):
+        m = json.loads((tmp_path / "shared" / s / "metrics.json").read_text())
+        assert m["cpu_seconds"] > 0 and m["peak_rss_mb"] > 0 and m["peak_rss_scope"] in ("fold", "process")
+    r = subprocess.run(base + ["--leave-subject", "2", "3", "--out", str(tmp_path / "shared" / "{subject}")] + one,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and r.stdout.count("skipped") == 2, r.stdout + r.stderr
+
+
+# SIGTERM in the second of two folds trained by one process: the first is finished, the second saved.
+SIGTERM_SECOND_FOLD = SIGTERM_MID_EPOCH.replace("EPOCH, BATCH = 1, 3", "EPOCH, BATCH = 0, 2\nseen = []").replace(
+    "        if (epoch, b) == (EPOCH, BATCH):\n",
+    "        if (epoch, b) == (EPOCH, BATCH) and seen.append(1) is None and len(seen) == 2:\n")
+
+
+def test_sigterm_in_a_later_fold_saves_it_and_a_rerun_skips_the_finished_one(synth_small, tmp_path):
+    pattern = str(tmp_path / "f" / "{subject}")
+    args = ["--images", str(synth_small), "--loss", "mean_variance", "--leave-subject", "2", "3",
+            "--out", pattern] + [a for o in tiny_overrides(epochs=1, freeze_epochs=0) for a in ("--set", o)]
+    r = subprocess.run([sys.executable, "-c", SIGTERM_SECOND_FOLD, "train"] + args, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 2 and "fold 003 mean_variance: stopped by signal" in r.stderr, r.stdout + r.stderr
+    assert (tmp_path / "f" / "002" / "metrics.json").exists() and not (tmp_path / "f" / "003" / "metrics.json").exists()
+    assert (tmp_path / "f" / "003" / STATE_FILE).exists()
+    r = subprocess.run([sys.executable, "-m", "ageest", "train"] + args, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and "subject=002 loss=mean_variance: finished" in r.stdout and "resuming" in r.stdout, r.stdout
+    ref = tmp_path / "ref"
+    subprocess.run([sys.executable, "-m", "ageest", "train"] + args[:5] + ["3", "--out", str(ref)] + args[9:],
+                   check=True, capture_output=True, timeout=600)
+    assert (ref / "predictions.tsv").read_text() == (tmp_path / "f" / "003" / "predictions.tsv").read_text()

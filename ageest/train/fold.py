@@ -1,32 +1,39 @@
-"""Train and score one leave-one-person-out fold: the one training entry point."""
+"""Train and score leave-one-person-out folds: the one training entry point.
+
+A fold is prepared (data, split, network, optimiser), fitted (one loop, one checkpoint rule) and
+finished (the test subject scored once, the outputs written). `ageest train` trains several folds
+one after another in one process when given several `--leave-subject`s (one torch import for all).
+"""
 
 from __future__ import annotations
 
 import argparse
 import math
-import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from ageest import __version__
-from ageest.pipeline.cache import default_cache_path, default_points_dir, open_cache
 from ageest.config import Config, add_config_arguments, load_config
+from ageest.data.fgnet import data_fingerprint, scan_images
+from ageest.errors import AgeestError, DataError
+from ageest.io import check_writable, save_torch_atomic, write_json_atomic, write_text_atomic
+from ageest.nn.losses import LOSSES, LossSpec, loss_spec
+from ageest.nn.model import backbone_batchnorms, build_model, head_parameters
+from ageest.pipeline.cache import default_cache_path, default_points_dir, open_cache
 from ageest.pipeline.sources import PlainSource, TensorSource
+from ageest.study.outputs import fold_split, predictions_tsv, provenance
+from ageest.train.checkpoint import STATE_FILE, FoldState, StopFlag, load_state, save_state, stop_on_signals
 from ageest.train.devices import resolve_device
 from ageest.train.engine import EpochState, autocast_for, evaluate, precision_name, train_one_epoch, uses_bf16
-from ageest.errors import AgeestError, DataError
-from ageest.data.fgnet import data_fingerprint, scan_images
-from ageest.io import check_writable, save_torch_atomic, write_json_atomic, write_text_atomic
-from ageest.nn.losses import LOSSES, loss_spec
-from ageest.nn.model import backbone_batchnorms, build_model, head_parameters
-from ageest.study.outputs import fold_split, predictions_tsv, provenance
+from ageest.train.usage import FoldUsage, process_start
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_ce", "train_mean", "train_var", "val_loss", "val_mae",
                    "lr", "seconds", "images_per_second", "val_seconds")
-STATE_FILE = "state.pt"
 
 
 class Interrupted(AgeestError):
@@ -36,17 +43,78 @@ class Interrupted(AgeestError):
 def run_fold(images: str | Path, subject: int, loss: str, out: str | Path, config: Config, *,
              cache: str | Path | None = None, points: str | Path | None = None,
              state_dir: str | Path | None = None, split_file: str | Path | None = None,
-             log=print) -> dict:
+             log=print, started: float | None = None) -> dict:
     """Train the fold that leaves `subject` out with loss `loss`; write its outputs into `out`.
 
     Writes predictions.tsv, history.tsv, model.pt (if config.save_model) and, last, metrics.json,
-    each atomically. Resumable state goes to `state_dir` (default: `out`) after every epoch.
-    `split_file` (from `ageest split`) fixes the split instead of drawing it from the seed.
+    each atomically. Resumable state goes to `state_dir` (default: `out`) as the checkpoint rule
+    says. `split_file` (from `ageest split`) fixes the split instead of drawing it from the seed.
+    `started` (unix time, default: the process's start) is where the start-up figure counts from.
     Returns the metrics dict.
     """
-    t_start = time.perf_counter()
+    usage = FoldUsage.start()
+    fold = prepare_fold(images, subject, loss, out, config, cache=cache, points=points,
+                        state_dir=state_dir, split_file=split_file, log=log)
+    state = FoldState()
+    if fold.state_path.exists():
+        state = load_state(fold.state_path, fold.identity, fold.model, fold.optimizer, fold.scheduler,
+                           fold.device)
+        log(f"resuming from {fold.state_path}: epoch {state.epoch + 1}"
+            + (f", batch {state.epoch_state['next_batch']}" if state.epoch_state else ""))
+    startup = time.time() - (started or process_start())  # the fixed cost of a fold, imports included
+    log(f"first training step {startup:.2f} s after the {'fold' if started else 'process'} started")
+    last_save = time.monotonic()
+    with stop_on_signals() as stop:
+        for epoch in range(state.epoch, config.epochs):
+            fit_epoch(fold, state, epoch, stop, log)
+            if state.epoch == config.epochs:
+                break
+            # The one checkpoint rule: a stopped fold always saves; a running one once the last
+            # save is checkpoint_every_s old (0: every epoch).
+            if stop or time.monotonic() - last_save >= config.checkpoint_every_s:
+                save_state(fold.state_path, fold.identity, usage.stamp(state), fold.model, fold.optimizer,
+                           fold.scheduler)
+                last_save = time.monotonic()
+            if stop:
+                where = f"in epoch {epoch + 1}" if state.epoch_state else f"after epoch {epoch + 1}"
+                raise Interrupted(f"fold {subject:03d} {loss}: stopped by signal {stop.signal} {where}; "
+                                  f"state saved to {fold.state_path}, rerun to resume")
+    return finish_fold(fold, state, usage, startup, log)
+
+
+@dataclass
+class Fold:
+    """A fold ready to train: its data and split, its network, optimiser and loss, where it writes."""
+
+    subject: int
+    loss: str
+    config: Config
+    images: Path
+    out: Path
+    state_path: Path
+    records: list
+    split: Any  # ageest.data.splits.Split
+    identity: dict  # what a resumable state must match
+    fingerprint: str
+    split_digest: str
+    fallback: int  # images of this fold's split that fell back to the unaligned crop
+    device: torch.device
+    sources: tuple  # train, val, test batch sources
+    spec: LossSpec
+    loss_kwargs: dict
+    ages: torch.Tensor  # (K,) the class ages in years
+    autocast: Any
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    head: set  # ids of the head's parameters (trained in head-only epochs)
+    frozen_bns: list  # backbone BatchNorms kept in eval mode in head-only epochs
+
+
+def prepare_fold(images, subject: int, loss: str, out, config: Config, *, cache=None, points=None,
+                 state_dir=None, split_file=None, log=print) -> Fold:
+    """Read the data, fix the split, seed the RNGs and build the network, optimiser and schedule."""
     spec = loss_spec(loss)
-    loss_fn = spec.fn
     images = Path(images)
     out = check_writable(out)
     state_path = check_writable(state_dir or out) / STATE_FILE
@@ -57,7 +125,6 @@ def run_fold(images: str | Path, subject: int, loss: str, out: str | Path, confi
     split, split_digest = fold_split(records, subject, config, split_file)
     identity = {"subject": subject, "loss": loss, "data_fingerprint": fingerprint,
                 "config": config.result_keys(), "split": split_digest}
-
     if config.threads:
         torch.set_num_threads(config.threads)
     device = resolve_device(config.device, config.folds_per_gpu)
@@ -68,13 +135,9 @@ def run_fold(images: str | Path, subject: int, loss: str, out: str | Path, confi
     np.random.seed(config.seed)
     channels_last = config.channels_last and device.type != "mps"
     sources, fallback = _make_sources(records, split, config, device, cache, points_dir, channels_last)
-    train_src, val_src, test_src = sources
     log(f"fold subject={subject:03d} loss={loss}: {len(split.train)} train, {len(split.val)} val, "
         f"{len(split.test)} test images on {device}")
-
-    ages = config.age_grid(device)
     _check_ages([records[i].age for i in split.train + split.val + split.test], config)
-    loss_kwargs = spec.kwargs(config)
     model = build_model(config.arch, config.num_classes, config.pretrained, spec.head).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -82,122 +145,79 @@ def run_fold(images: str | Path, subject: int, loss: str, out: str | Path, confi
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                                  fused=device.type in ("cuda", "cpu"))
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(config.lr_milestones), config.lr_gamma)
-    autocast = autocast_for(device, config.precision)
-    head = {id(p) for p in head_parameters(model)}
-    frozen_bns = backbone_batchnorms(model) if config.freeze_bn else []
+    return Fold(subject, loss, config, images, out, state_path, records, split, identity, fingerprint,
+                split_digest, fallback, device, tuple(sources), spec, spec.kwargs(config),
+                config.age_grid(device), autocast_for(device, config.precision), model, optimizer, scheduler,
+                {id(p) for p in head_parameters(model)}, backbone_batchnorms(model) if config.freeze_bn else [])
 
-    st = {"epoch": 0, "epoch_state": None, "history": [], "best": None, "best_mae": None,
-          "attempt_seconds": []}
-    if state_path.exists():
-        st = _resume(state_path, identity, model, optimizer, scheduler, device)
-        log(f"resuming from {state_path}: epoch {st['epoch'] + 1}"
-            + (f", batch {st['epoch_state']['next_batch']}" if st["epoch_state"] else ""))
 
-    stop = {"signal": None}
-    previous = {s: signal.signal(s, lambda signum, _f: stop.update(signal=signum))
-                for s in (signal.SIGTERM, signal.SIGINT)}
-    last_save = time.monotonic()
-    earlier = st["attempt_seconds"]  # wall time of the runs this one resumes, as saved by each
+def fit_epoch(fold: Fold, state: FoldState, epoch: int, stop: StopFlag, log=print) -> None:
+    """Train epoch `epoch` (0-based) from where `state` stands, then validate and record it.
 
-    def attempts() -> list[float]:
-        """Seconds of every run of this fold so far, this one included (kept in the state)."""
-        return [*earlier, time.perf_counter() - t_start]
+    Stopped by `stop` inside the epoch, `state.epoch_state` holds what resumes it exactly and the
+    epoch is neither validated nor counted.
+    """
+    c, (train_src, val_src, _) = fold.config, fold.sources
+    frozen = epoch < c.freeze_epochs
+    for p in fold.model.parameters():
+        p.requires_grad_(not frozen or id(p) in fold.head)
+    es = EpochState.from_dict(state.epoch_state, fold.device) if state.epoch_state else None
+    tm, es, finished = train_one_epoch(
+        fold.model, train_src.train_batches(epoch, es.next_batch if es else 0), fold.spec.fn, fold.optimizer,
+        fold.ages, loss_kwargs=fold.loss_kwargs, autocast=fold.autocast, state=es, should_stop=lambda: bool(stop),
+        keep_eval=fold.frozen_bns if frozen else ())
+    if not finished:
+        state.epoch, state.epoch_state = epoch, es.to_dict()
+        return
+    lr = fold.optimizer.param_groups[0]["lr"]
+    fold.scheduler.step()
+    t_val = time.perf_counter()
+    vm = evaluate(fold.model, val_src.eval_batches(), fold.spec.fn, fold.ages, loss_kwargs=fold.loss_kwargs,
+                  autocast=fold.autocast, predict=fold.spec.predict)
+    row = {"epoch": epoch + 1, **{k: v for k, v in tm.items() if k.startswith("train_")},
+           "val_loss": vm["loss"], "val_mae": vm["mae"], "lr": lr, "seconds": tm["seconds"],
+           "images_per_second": tm["images_per_second"], "val_seconds": time.perf_counter() - t_val}
+    _check_finite(row, fold.subject, fold.loss)
+    state.history.append(row)
+    state.record_best(epoch + 1, vm["loss"], vm["mae"], fold.model)
+    log(f"epoch {epoch + 1}/{c.epochs}{' (head only)' if frozen else ''}: "
+        f"train {tm['train_loss']:.3f}, val loss {vm['loss']:.3f}, val MAE {vm['mae']:.2f}, "
+        f"{tm['images_per_second']:.0f} img/s")
+    state.epoch, state.epoch_state = epoch + 1, None
 
-    def interrupted(where: str) -> Interrupted:
-        return Interrupted(f"fold {subject:03d} {loss}: stopped by signal {stop['signal']} {where}; "
-                           f"state saved to {state_path}, rerun to resume")
 
-    startup = time.time() - process_start()  # the fixed cost of a fold job, imports included
-    log(f"first training step {startup:.2f} s after the process started")
-    try:
-        for epoch in range(st["epoch"], config.epochs):
-            frozen = epoch < config.freeze_epochs
-            for p in model.parameters():
-                p.requires_grad_(not frozen or id(p) in head)
-            es = EpochState.from_dict(st["epoch_state"], device) if st["epoch_state"] else None
-            tm, es, finished = train_one_epoch(
-                model, train_src.train_batches(epoch, es.next_batch if es else 0), loss_fn, optimizer,
-                ages, loss_kwargs=loss_kwargs, autocast=autocast, state=es,
-                should_stop=lambda: stop["signal"] is not None, keep_eval=frozen_bns if frozen else ())
-            if not finished:
-                st.update(epoch=epoch, epoch_state=es.to_dict(), attempt_seconds=attempts())
-                _save_state(state_path, identity, st, model, optimizer, scheduler)
-                raise interrupted(f"in epoch {epoch + 1}")
-            lr = optimizer.param_groups[0]["lr"]
-            scheduler.step()
-            t_val = time.perf_counter()
-            vm = evaluate(model, val_src.eval_batches(), loss_fn, ages, loss_kwargs=loss_kwargs,
-                          autocast=autocast, predict=spec.predict)
-            t_val = time.perf_counter() - t_val
-            row = {"epoch": epoch + 1, **{k: v for k, v in tm.items() if k.startswith("train_")},
-                   "val_loss": vm["loss"], "val_mae": vm["mae"], "lr": lr, "seconds": tm["seconds"],
-                   "images_per_second": tm["images_per_second"], "val_seconds": t_val}
-            _check_finite(row, subject, loss)
-            st["history"].append(row)
-            if st["best"] is None or vm["loss"] < st["best"]["val_loss"]:
-                st["best"] = {"epoch": epoch + 1, "val_loss": vm["loss"], "val_mae": vm["mae"],
-                              "state": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}}
-            if st["best_mae"] is None or vm["mae"] < st["best_mae"]["val_mae"]:
-                st["best_mae"] = {"epoch": epoch + 1, "val_mae": vm["mae"]}
-            log(f"epoch {epoch + 1}/{config.epochs}{' (head only)' if frozen else ''}: "
-                f"train {tm['train_loss']:.3f}, val loss {vm['loss']:.3f}, val MAE {vm['mae']:.2f}, "
-                f"{tm['images_per_second']:.0f} img/s")
-            st.update(epoch=epoch + 1, epoch_state=None)
-            done = epoch + 1 == config.epochs
-            if not done and (stop["signal"] is not None
-                             or time.monotonic() - last_save >= config.checkpoint_every_s):
-                st["attempt_seconds"] = attempts()
-                _save_state(state_path, identity, st, model, optimizer, scheduler)
-                last_save = time.monotonic()
-            if stop["signal"] is not None and not done:
-                raise interrupted(f"after epoch {epoch + 1}")
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
-
-    # The test subject is scored once, with the model selected on validation loss.
-    model.load_state_dict(st["best"]["state"])
-    tm = evaluate(model, test_src.eval_batches(), loss_fn, ages, loss_kwargs=loss_kwargs, autocast=autocast,
-                  predict=spec.predict)
-    test_records = [records[i] for i in split.test]
-    runs = attempts()  # seconds: every run of the fold added up (a resumed fold ran more than once)
+def finish_fold(fold: Fold, state: FoldState, usage: FoldUsage, startup: float, log=print) -> dict:
+    """Score the test subject once, with the model selected on validation loss; write the outputs."""
+    config, split, records = fold.config, fold.split, fold.records
+    fold.model.load_state_dict(state.best["state"])
+    tm = evaluate(fold.model, fold.sources[2].eval_batches(), fold.spec.fn, fold.ages,
+                  loss_kwargs=fold.loss_kwargs, autocast=fold.autocast, predict=fold.spec.predict)
+    done = usage.stamp(state)  # every run of the fold (a resumed fold ran more than once)
     metrics = {
-        "subject": subject, "loss": loss, "n_train": len(split.train), "n_val": len(split.val),
-        "n_test": len(split.test), "best_epoch": st["best"]["epoch"], "val_loss": st["best"]["val_loss"],
-        "val_mae": st["best"]["val_mae"], "best_val_mae_epoch": st["best_mae"]["epoch"],
-        "best_val_mae": st["best_mae"]["val_mae"], "test_mae": tm["mae"],
+        "subject": fold.subject, "loss": fold.loss, "n_train": len(split.train), "n_val": len(split.val),
+        "n_test": len(split.test), "best_epoch": state.best["epoch"], "val_loss": state.best["val_loss"],
+        "val_mae": state.best["val_mae"], "best_val_mae_epoch": state.best_mae["epoch"],
+        "best_val_mae": state.best_mae["val_mae"], "test_mae": tm["mae"],
         "test_mae_rounded": float(np.abs(np.rint(tm["predicted_age"]) - tm["age"]).mean()),
-        "test_loss": tm["loss"], "seconds": sum(runs), "attempt_seconds": runs, "startup_seconds": startup,
-        "train_seconds": sum(r["seconds"] for r in st["history"]), "device": str(device),
-        "bf16": uses_bf16(device, config.precision), "precision": precision_name(device, config.precision),
-        "unaligned_fallback": fallback,
-        **provenance(config, fingerprint, split_digest, images), "torch_version": torch.__version__,
+        "test_loss": tm["loss"], "seconds": sum(done.attempt_seconds), "attempt_seconds": done.attempt_seconds,
+        "cpu_seconds": sum(done.attempt_cpu_seconds), "attempt_cpu_seconds": done.attempt_cpu_seconds,
+        **usage.figures(), "startup_seconds": startup,
+        "train_seconds": sum(r["seconds"] for r in state.history), "device": str(fold.device),
+        "bf16": uses_bf16(fold.device, config.precision), "precision": precision_name(fold.device, config.precision),
+        "unaligned_fallback": fold.fallback,
+        **provenance(config, fold.fingerprint, fold.split_digest, fold.images), "torch_version": torch.__version__,
     }
-    write_text_atomic(out / "predictions.tsv", predictions_tsv(test_records, tm["predicted_age"],
-                                                               tm["predicted_std"]))
-    write_text_atomic(out / "history.tsv", _history_tsv(st["history"]))
+    write_text_atomic(fold.out / "predictions.tsv", predictions_tsv([records[i] for i in split.test],
+                                                                    tm["predicted_age"], tm["predicted_std"]))
+    write_text_atomic(fold.out / "history.tsv", _history_tsv(state.history))
     if config.save_model:
-        save_model(out / "model.pt", model, config, metrics)
-    write_json_atomic(out / "metrics.json", metrics)  # last: its presence means the fold is complete
+        save_model(fold.out / "model.pt", fold.model, config, metrics)
+    write_json_atomic(fold.out / "metrics.json", metrics)  # last: its presence means the fold is complete
     if not config.keep_checkpoint:
-        state_path.unlink(missing_ok=True)
-    log(f"fold subject={subject:03d} loss={loss}: test MAE {tm['mae']:.2f} (best epoch "
+        fold.state_path.unlink(missing_ok=True)
+    log(f"fold subject={fold.subject:03d} loss={fold.loss}: test MAE {tm['mae']:.2f} (best epoch "
         f"{metrics['best_epoch']}, val MAE {metrics['val_mae']:.2f}) in {metrics['seconds']:.0f} s")
     return metrics
-
-
-def process_start() -> float:
-    """Unix time this process started (from /proc), for the start-up figure in metrics.json."""
-    import os
-
-    try:
-        with open("/proc/self/stat") as f:
-            ticks = int(f.read().rsplit(")", 1)[1].split()[19])
-        with open("/proc/uptime") as f:
-            up = float(f.read().split()[0])
-        return time.time() - up + ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return time.time()
 
 
 def _make_sources(records, split, config: Config, device, cache, points_dir, channels_last: bool):
@@ -227,39 +247,6 @@ def _check_finite(row: dict, subject: int, loss: str) -> None:
                           f"try a lower lr")
 
 
-def _save_state(path: Path, identity: dict, st: dict, model, optimizer, scheduler) -> None:
-    rng = {"torch": torch.get_rng_state(), "numpy": np.random.get_state()}
-    if torch.cuda.is_available():
-        rng["cuda"] = torch.cuda.get_rng_state_all()
-    save_torch_atomic(path, {"identity": identity, "epoch": st["epoch"], "epoch_state": st["epoch_state"],
-                             "history": st["history"], "best": st["best"], "best_mae": st["best_mae"],
-                             "attempt_seconds": st["attempt_seconds"],
-                             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                             "scheduler": scheduler.state_dict(), "rng": rng})
-
-
-def _resume(path: Path, identity: dict, model, optimizer, scheduler, device) -> dict:
-    try:
-        ck = torch.load(path, map_location=device, weights_only=False)
-    except Exception as e:
-        raise AgeestError(f"resumable state {path} is unreadable ({type(e).__name__}); delete it to start over") from None
-    if ck.get("identity") != identity:
-        diff = [k for k in identity if ck.get("identity", {}).get(k) != identity[k]]
-        raise AgeestError(f"resumable state {path} belongs to another run (differs in: {', '.join(diff)}); "
-                          f"delete it to start this fold over")
-    model.load_state_dict(ck["model"])
-    optimizer.load_state_dict(ck["optimizer"])
-    scheduler.load_state_dict(ck["scheduler"])
-    torch.set_rng_state(ck["rng"]["torch"].cpu())
-    np.random.set_state(ck["rng"]["numpy"])
-    if "cuda" in ck["rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in ck["rng"]["cuda"]])
-    if ck["best"] is not None:
-        ck["best"]["state"] = {k: v.cpu() for k, v in ck["best"]["state"].items()}
-    return {**{k: ck[k] for k in ("epoch", "epoch_state", "history", "best", "best_mae")},
-            "attempt_seconds": ck.get("attempt_seconds", [])}
-
-
 def save_model(path: Path, model, config: Config, metrics: dict) -> None:
     """All that `predict` needs: weights, config, age range."""
     save_torch_atomic(path, {"model": {k: v.cpu() for k, v in model.state_dict().items()},
@@ -281,27 +268,47 @@ def _history_tsv(rows: list[dict]) -> str:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", required=True, help="FG-NET-layout image folder")
-    p.add_argument("--leave-subject", type=int, required=True, metavar="N", help="subject left out (test)")
+    p.add_argument("--leave-subject", type=int, nargs="+", required=True, metavar="N",
+                   help="subject left out (test); several: their folds one after another in this process")
     p.add_argument("--loss", required=True, help=f"loss name ({', '.join(LOSSES)})")
-    p.add_argument("--out", required=True, help="output folder of the fold")
+    p.add_argument("--out", required=True,
+                   help="output folder of the fold; with several subjects a pattern holding {subject} (3 digits)")
     add_config_arguments(p, "training config YAML")
     p.add_argument("--cache", default=None, help="preprocessing cache from `ageest prepare`")
     p.add_argument("--points", default=None, help="landmark folder (default: images/../points)")
-    p.add_argument("--state-dir", default=None, help="where resumable state lives (default: --out)")
-    p.add_argument("--split", default=None, help="split file from `ageest split` (default: drawn from the seed)")
+    p.add_argument("--state-dir", default=None, help="where resumable state lives (default: --out); may hold {subject}")
+    p.add_argument("--split", default=None,
+                   help="split file from `ageest split` (default: drawn from the config's seed); may hold {subject}")
     p.add_argument("--overwrite", action="store_true", help="replace a finished fold in --out")
 
 
+def fold_paths(pattern: str | None, subject: int, several: bool, option: str) -> str | None:
+    """`pattern` with {subject} filled in (3 digits); with several subjects --out must hold it."""
+    if pattern is None:
+        return None
+    if several and option == "--out" and "{subject}" not in pattern:
+        raise AgeestError(f"--out {pattern}: with several --leave-subject it must hold {{subject}}")
+    return pattern.replace("{subject}", f"{subject:03d}")
+
+
 def run(args: argparse.Namespace) -> int:
-    """Train one leave-one-person-out fold and score its left-out subject."""
+    """Train each --leave-subject fold in turn. One subject: a finished fold is refused (unless
+    --overwrite); several: finished folds are skipped, so a rerun resumes where a job stopped."""
     config = load_config(args.config, args.overrides)
-    if (Path(args.out) / "metrics.json").exists() and not args.overwrite:
-        raise AgeestError(f"{Path(args.out) / 'metrics.json'} exists: this fold is finished "
-                          f"(use --overwrite or another --out)")
-    run_fold(args.images, args.leave_subject, args.loss, args.out, config, cache=args.cache,
-             points=args.points, state_dir=args.state_dir, split_file=args.split,
-             log=lambda m: print(m, flush=True))
+    several, started = len(args.leave_subject) > 1, None  # None: the first fold counts from the process start
+    for subject in args.leave_subject:
+        out, state_dir, split = (fold_paths(v, subject, several, o) for v, o in
+                                  ((args.out, "--out"), (args.state_dir, "--state-dir"), (args.split, "--split")))
+        if (Path(out) / "metrics.json").exists() and not args.overwrite:
+            if several:
+                print(f"fold subject={subject:03d} loss={args.loss}: finished ({out}), skipped", flush=True)
+                continue
+            raise AgeestError(f"{Path(out) / 'metrics.json'} exists: this fold is finished "
+                              f"(use --overwrite or another --out)")
+        run_fold(args.images, subject, args.loss, out, config, cache=args.cache, points=args.points,
+                 state_dir=state_dir, split_file=split, log=lambda m: print(m, flush=True), started=started)
+        started = time.time()
     return 0
 
 
-__all__ = ["run_fold", "save_model", "Interrupted"]
+__all__ = ["run_fold", "prepare_fold", "fit_epoch", "finish_fold", "save_model", "Interrupted"]

@@ -376,7 +376,8 @@ import csv, json, sys
 from pathlib import Path
 got, ref = Path(sys.argv[1]), Path(sys.argv[2])
 m, r = (json.loads((p / "metrics.json").read_text()) for p in (got, ref))
-timing = {"seconds", "attempt_seconds", "train_seconds", "startup_seconds"}
+timing = {"seconds", "attempt_seconds", "train_seconds", "startup_seconds", "cpu_seconds", "attempt_cpu_seconds",
+          "peak_rss_mb", "peak_rss_scope"}
 diff = sorted(k for k in m.keys() | r.keys() if k not in timing and m.get(k) != r.get(k))
 assert not diff, f"metrics differ in {diff}"
 assert (got / "predictions.tsv").read_text() == (ref / "predictions.tsv").read_text(), "predictions differ"
