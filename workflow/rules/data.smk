@@ -128,10 +128,9 @@ rule prepare:
     params:
         images=IMAGES,
         landmarks=PREPARE_LANDMARKS,
-    threads: train_threads()
+    threads: STUDY.threads()
     resources:
-        mem_mb=config["resources"]["prepare_mem_mb"],
-        runtime=config["resources"]["prepare_runtime"],
+        **STUDY.prepare_resources(),
     conda:
         "../envs/ageest.yaml"
     log:

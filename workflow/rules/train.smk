@@ -1,7 +1,9 @@
-# One job per (loss, training seed, left-out subject): results/folds/{loss}/{subject}/metrics.json
-# with one seed, results/folds/{loss}/seed{seed}/{subject}/metrics.json with several (FOLD_KEY),
-# subject as 3 digits. Naming one fold's metrics.json as the target runs exactly that training job
-# (plus the data steps it needs, if not done yet).
+# One fold per (loss, training seed, left-out subject): results/folds/{loss}/{subject}/metrics.json
+# with one seed, results/folds/{loss}/seed{seed}/{subject}/metrics.json with several (fold_key),
+# subject as 3 digits. resources.folds_per_job 1 (the default; always under SLURM): one job per
+# fold, and naming one fold's metrics.json as the target runs exactly that training job. K > 1: one
+# job per loss, seed and K consecutive subjects (rule train_FIRST_LAST), which trains its folds one
+# after another in one process; each fold's outputs stay declared.
 
 
 rule training_config:
@@ -9,7 +11,7 @@ rule training_config:
     output:
         TRAINING_YAML,
     params:
-        training=training_config(),
+        training=STUDY.training,
     conda:
         "../envs/ageest.yaml"
     log:
@@ -41,49 +43,57 @@ rule split:
         "--config {input.config:q} > {log} 2>&1"
 
 
-rule train:
-    input:
-        split=SPLIT_FILE,
-        manifest=MANIFEST,
-        cache=CACHE,
-        cache_meta=f"{CACHE}.json",
-        config=TRAINING_YAML,
-        weights=weights_input(),
-    output:
-        metrics=fold_file("metrics.json"),
-        predictions=fold_file("predictions.tsv"),
-        history=fold_file("history.tsv"),
-        model=[fold_file("model.pt")] if config["keep_models"] else [],
-    params:
-        images=IMAGES,
-        outdir=lambda wc, output: os.path.dirname(output.metrics),
-        # Resumable state lives outside the outputs: Snakemake deletes a failed job's outputs, and a
-        # retried (preempted) fold must find its state to resume.
-        state=lambda wc: fold_path("results/state", **dict(wc.items())),
-        torch_threads=torch_threads,
-        subject=lambda wc: int(wc.subject),
-        seed=lambda wc: int(wc.get("seed", SEEDS[0])),
-        # torch hub cache the weights rule filled (relative: jobs run in the working directory)
-        torch_home=lambda wc, input: os.path.dirname(input.weights) if input.weights else TORCH_HOME,
-    threads: train_threads()
-    resources:
-        **train_resources(),
-    conda:
-        "../envs/ageest.yaml"
-    log:
-        fold_path("results/logs/train", suffix=".log"),
-    benchmark:
-        fold_path("results/benchmarks/train", suffix=".tsv")
-    shell:
-        "TORCH_HOME={params.torch_home:q} ageest train --images {params.images:q} "
-        "--leave-subject {params.subject} --loss {wildcards.loss} --out {params.outdir:q} "
-        "--config {input.config:q} --cache {input.cache:q} --split {input.split:q} "
-        "--state-dir {params.state:q} "
-        "--set threads={params.torch_threads} --set seed={params.seed} > {log} 2>&1 "
-        # A failure's own message belongs where the user looks first: Snakemake's output and, on
-        # SLURM, the job's log, not only in the fold's log.
-        "|| {{ status=$?; echo \"ageest train failed (exit $status); the end of {log}:\" >&2; "
-        "tail -n 20 {log:q} >&2; exit $status; }}"
+for chunk in STUDY.chunks if STUDY.folds_per_job > 1 else [None]:
+
+    rule:
+        name:
+            "train" if chunk is None else f"train_{sid(chunk[0])}_{sid(chunk[-1])}"
+        input:
+            split=[SPLIT_FILE.format(subject=sid(s)) for s in chunk] if chunk else SPLIT_FILE,
+            manifest=MANIFEST,
+            cache=CACHE,
+            cache_meta=f"{CACHE}.json",
+            config=TRAINING_YAML,
+            weights=weights_input(),
+        output:
+            metrics=fold_files("metrics.json", chunk),
+            predictions=fold_files("predictions.tsv", chunk),
+            history=fold_files("history.tsv", chunk),
+            model=fold_files("model.pt", chunk) if config["keep_models"] else [],
+        params:
+            images=IMAGES,
+            # With several subjects these hold {subject}, which `ageest train` fills in per fold.
+            outdir=lambda wc: fold_path("results/folds", **dict(wc.items())),
+            # Resumable state lives outside the outputs: Snakemake deletes a failed job's outputs, and a
+            # retried (preempted) fold must find its state to resume.
+            state=lambda wc: fold_path("results/state", **dict(wc.items())),
+            split=lambda wc: SPLIT_FILE.format(subject=wc.get("subject", "{subject}")),
+            torch_threads=lambda wc, threads: STUDY.torch_threads(threads),
+            subjects=" ".join(str(s) for s in chunk) if chunk else lambda wc: int(wc.subject),
+            seed=lambda wc: int(wc.get("seed", SEEDS[0])),
+            # torch hub cache the weights rule filled (relative: jobs run in the working directory)
+            torch_home=lambda wc, input: os.path.dirname(input.weights) if input.weights else TORCH_HOME,
+        threads: STUDY.threads()
+        resources:
+            **STUDY.train_resources(len(chunk) if chunk else 1),
+        conda:
+            "../envs/ageest.yaml"
+        log:
+            fold_path("results/logs/train", subject=f"{sid(chunk[0])}-{sid(chunk[-1])}" if chunk else "{subject}",
+                      suffix=".log"),
+        benchmark:
+            fold_path("results/benchmarks/train",
+                      subject=f"{sid(chunk[0])}-{sid(chunk[-1])}" if chunk else "{subject}", suffix=".tsv")
+        shell:
+            "TORCH_HOME={params.torch_home:q} ageest train --images {params.images:q} "
+            "--leave-subject {params.subjects} --loss {wildcards.loss} --out {params.outdir:q} "
+            "--config {input.config:q} --cache {input.cache:q} --split {params.split:q} "
+            "--state-dir {params.state:q} "
+            "--set threads={params.torch_threads} --set seed={params.seed} > {log} 2>&1 "
+            # A failure's own message belongs where the user looks first: Snakemake's output and, on
+            # SLURM, the job's log, not only in the fold's log.
+            "|| {{ status=$?; echo \"ageest train failed (exit $status); the end of {log}:\" >&2; "
+            "tail -n 20 {log:q} >&2; exit $status; }}"
 
 
 rule baseline:

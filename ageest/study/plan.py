@@ -1,0 +1,268 @@
+"""What a study config makes the workflow run, decided in one place (and no torch imported).
+
+`plan_study(config, project_dir)` validates the workflow config (the schema, then the training
+section by ageest.config.Config), and says which losses, seeds and subjects are trained, where the
+data comes from, which training jobs there are (`folds_per_job` folds each) and what each job asks
+for. Every problem is a ConfigError naming the config key (`error.key`, e.g. 'training.epochs').
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ageest.errors import AgeestError, ConfigError
+from ageest.nn import LOSS_NAMES
+
+DOWNLOAD_ROOT = "resources/FGNET"
+SCHEMA = "workflow/schemas/config.schema.yaml"
+
+
+@dataclass(frozen=True)
+class Study:
+    """The plan of one study: everything the rules read from the config, resolved."""
+
+    config: dict  # the config with the schema's defaults filled in and `losses: all` resolved
+    losses: list[str]
+    baselines: list[str]
+    seeds: list[int]  # training seeds; one seed keeps results/folds/LOSS/NNN
+    subjects: list[int]  # the subjects left out, one fold each
+    all_subjects: list[int]  # every subject of the data (what training draws from)
+    images: str
+    data_rule: str | None  # 'synth' or 'download': the rule that makes `images`; None: given as is
+    sums: str | None  # the SHA-256 list the data is verified against
+    training: dict  # results/config/training.yaml: the training section plus save_model
+    chunks: list[list[int]]  # the subjects of each training job, folds_per_job at most
+    gpu: bool
+
+    @property
+    def folds_per_job(self) -> int:
+        return max(map(len, self.chunks), default=1)
+
+    @property
+    def fold_key(self) -> str:
+        """Fold folders below results/folds: a seed level only with several seeds."""
+        return "{loss}/seed{seed}/{subject}" if len(self.seeds) > 1 else "{loss}/{subject}"
+
+    @property
+    def data_root(self) -> str:
+        return os.path.dirname(self.images) or "."
+
+    def train_resources(self, folds: int = 1) -> dict:
+        """What a training job of `folds` folds asks for: memory, time limit (train_runtime is per
+        fold) and a GPU. Under SLURM the job gets SIGTERM before its limit (`ageest train` then
+        saves its state; the retry resumes): two minutes before, a tenth of limits under 20 min."""
+        r = self.config["resources"]
+        runtime = int(r["train_runtime"]) * folds
+        res = {"mem_mb": r["train_mem_mb"], "runtime": runtime,
+               "slurm_extra": f"--signal=TERM@{min(120, max(10, 6 * runtime))}"}
+        return {**res, "gpu": 1} if self.gpu else res
+
+    def prepare_resources(self) -> dict:
+        r = self.config["resources"]
+        return {"mem_mb": r["prepare_mem_mb"], "runtime": r["prepare_runtime"]}
+
+    def threads(self) -> int:
+        """Cores a training (or prepare) job reserves from Snakemake's --cores."""
+        return int(self.config["resources"]["train_threads"])
+
+    def torch_threads(self, threads: int) -> int:
+        """Threads torch uses inside a job: training.threads, else the job's cores."""
+        return int(self.training.get("threads", 0) or 0) or threads
+
+    def weights_arch(self) -> str | None:
+        """The architecture whose ImageNet weights the study needs fetched, or None."""
+        t = self.training
+        return t.get("arch", "resnet34") if t.get("pretrained", "imagenet") == "imagenet" else None
+
+
+def plan_study(config: dict, project_dir: str | Path, local: bool = True) -> Study:
+    """Validate `config` (a Snakemake config dict, left unchanged) and plan the study. `local`:
+    jobs run on this machine; elsewhere (SLURM) every fold is its own job, whatever folds_per_job."""
+    project_dir = Path(project_dir)
+    config = validated(config, yaml.safe_load((project_dir / SCHEMA).read_text()))
+    losses = _losses(config)
+    training = _training(config)
+    gpu = bool(config["resources"]["gpu"]) or str(training.get("device", "auto")).startswith("cuda")
+    if gpu and str(training.get("device", "auto")) == "cpu":
+        raise ConfigError("is true but training.device is 'cpu'", "resources.gpu")
+    images = os.path.normpath(config["data"]["images"])
+    rule = _data_rule(config, images)
+    sums = _sums_file(config["data"]["sha256"], project_dir)
+    every = _data_subjects(config, images, rule, sums)
+    subjects = _selected(config["subjects"], every)
+    k = int(config["resources"]["folds_per_job"]) if local else 1
+    return Study(config, losses, list(config["baselines"]), _seeds(config, training), subjects, every, images,
+                 rule, sums, {**training, "save_model": bool(config["keep_models"])},
+                 [subjects[i:i + k] for i in range(0, len(subjects), k)], gpu)
+
+
+def validated(config: dict, schema: dict) -> dict:
+    """A copy of `config` with the schema's defaults filled in, or a ConfigError naming the first
+    bad key (for a value matching none of a oneOf's choices, the message of the choice of its type)."""
+    from jsonschema import Draft202012Validator
+
+    config = copy.deepcopy(config)
+    _fill_defaults(schema, config)
+    errors = sorted(Draft202012Validator(schema).iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        bad = errors[0]
+        key = ".".join(map(str, bad.absolute_path)) or "(top level)"
+        raise ConfigError(f"{_closest(bad).message}", key)
+    return config
+
+
+def _fill_defaults(schema: dict, config: dict) -> None:
+    for name, prop in schema.get("properties", {}).items():
+        if name not in config and "default" in prop:
+            config[name] = copy.deepcopy(prop["default"])
+        if isinstance(config.get(name), dict) and "properties" in prop:
+            _fill_defaults(prop, config[name])
+
+
+def _closest(error):
+    context = error.context or []
+    wrong_type = {e.relative_schema_path[0] for e in context if e.validator == "type"}
+    deeper = [e for e in context if e.relative_schema_path[0] not in wrong_type]
+    return _closest(max(deeper, key=lambda e: len(e.absolute_path))) if deeper else error
+
+
+def _losses(config: dict) -> list[str]:
+    if config["losses"] == "all":
+        # Every registered loss, in the registry's order: a study that grows with the registry.
+        config["losses"] = list(LOSS_NAMES)
+    for name in config["losses"]:
+        if name not in LOSS_NAMES:
+            raise ConfigError(f"unknown loss '{name}' (known: {', '.join(sorted(LOSS_NAMES))})", "losses")
+    clash = sorted(set(config["losses"]) & set(config["baselines"]))
+    if clash:
+        raise ConfigError(f"{', '.join(clash)} is also a baseline name; rename or drop it from baselines", "losses")
+    if config["reference_loss"] not in config["losses"]:
+        raise ConfigError(f"'{config['reference_loss']}' is not one of losses ({', '.join(config['losses'])})",
+                          "reference_loss")
+    return list(config["losses"])
+
+
+def _training(config: dict) -> dict:
+    """The training section, checked by ageest's own Config (which names the key)."""
+    from ageest.config import from_dict
+
+    training = dict(config["training"])
+    if "save_model" in training:
+        raise ConfigError("set keep_models instead (it decides whether model.pt is kept)", "training.save_model")
+    try:
+        from_dict(training)
+    except ConfigError as e:
+        raise ConfigError(str(e), *(f"training.{k}" for k in e.keys or ("",))) from None
+    return training
+
+
+def _seeds(config: dict, training: dict) -> list[int]:
+    from ageest.config import from_dict
+
+    if config["seeds"] is None:
+        return [from_dict(training).seed]
+    seeds = [int(s) for s in config["seeds"]]  # --config seeds=[0,1] gives strings
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{config['seeds']} lists a seed twice", "seeds")
+    return seeds
+
+
+def _data_rule(config: dict, images: str) -> str | None:
+    """The rule that makes the image folder, decided by the config alone, never by whether the
+    folder exists yet: a folder made by a rule stays its output, so folds are not redone."""
+    if config["data"]["source"] == "synthetic":
+        if os.path.basename(images) != "images" or os.path.dirname(images) in ("", "."):
+            raise ConfigError(f"'{images}' must be a folder named images inside the folder `ageest synth` "
+                              "writes (e.g. resources/synth/images)", "data.images")
+        return "synth"
+    if images == os.path.join(DOWNLOAD_ROOT, "images") and config["data"]["url"]:
+        return "download"
+    if os.path.isdir(images):
+        return None
+    raise ConfigError(f"image folder '{images}' does not exist (point data.images at the FG-NET images, or "
+                      f"leave it at {DOWNLOAD_ROOT}/images with data.url set to download)", "data.images")
+
+
+def _sums_file(sums: str | None, project_dir: Path) -> str | None:
+    """The SHA-256 list, found in the working directory or else the project directory."""
+    if not sums:
+        return None
+    for cand in (Path(sums), project_dir / sums):
+        if cand.is_file():
+            return str(cand if cand.is_absolute() else cand.resolve())
+    raise ConfigError(f"checksum file '{sums}' not found (in the working directory or {project_dir})", "data.sha256")
+
+
+def _data_subjects(config: dict, images: str, rule: str | None, sums: str | None) -> list[int]:
+    """Subject numbers of the data set: the folder's file names when it exists; before a download
+    the checksum list's; before `ageest synth` its own plan's. So a dry run plans every fold."""
+    from ageest.data.fgnet import parse_name
+
+    try:
+        if os.path.isdir(images):
+            from ageest.data.fgnet import scan_images, subjects_of
+
+            return subjects_of(scan_images(images))
+        if rule == "download" and sums:
+            from ageest.data.checksums import read_sums
+
+            return sorted({parse_name(n)[0] for n in read_sums(sums)})
+        if rule == "synth":
+            from ageest.data.synth import synthetic_plan
+
+            d = config["data"]
+            return sorted({s for s, _, _ in synthetic_plan(d["synth_seed"], d["synth_subjects"])})
+    except AgeestError as e:
+        raise ConfigError(str(e), "data.images") from None
+    raise ConfigError("needed to know the subjects before the download (or download first)", "data.sha256")
+
+
+def _selected(wanted: Any, every: list[int]) -> list[int]:
+    if wanted == "all":
+        return every
+    wanted = [int(s) for s in wanted]  # --config subjects=[1,2] gives strings
+    missing = sorted(set(wanted) - set(every))
+    if missing:
+        raise ConfigError(f"subject(s) {', '.join(map(str, missing))} not in the data ({len(every)} subjects: "
+                          f"{every[0]}..{every[-1]})", "subjects")
+    return sorted(wanted)
+
+
+def ageest_on_path() -> bool:
+    """Put the `ageest` installed beside this Python first on PATH (jobs re-parse the workflow, so
+    they see it too); whether an `ageest` command is then found."""
+    import shutil
+    import sys
+
+    bindir = os.path.dirname(sys.executable)
+    if os.path.isfile(os.path.join(bindir, "ageest")) and bindir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+    return shutil.which("ageest") is not None
+
+
+def runs_jobs_here(workflow: Any) -> bool:
+    """Whether training jobs run on this machine, as Snakemake's workflow object shows it when the
+    Snakefile is parsed (its executor is not known yet then): not a job a remote executor started
+    (it re-parses the workflow), and not a run whose profile submits to SLURM (resources slurm_*)."""
+    settings = workflow.resource_settings
+    named = [*(settings.default_resources or {}), *(k for r in (settings.overwrite_resources or {}).values() for k in r)]
+    return not workflow.remote_exec and not any(str(k).startswith("slurm_") for k in named)
+
+
+def placeholders(settings: Any) -> list[str]:
+    """Profile resources still at a placeholder (profiles/slurm ships YOUR_ACCOUNT, ...), from
+    Snakemake's resource settings: ["default-resources: slurm_account (YOUR_ACCOUNT)", ...]."""
+    left, per_rule = [], settings.overwrite_resources or {}
+    for where, resources in [("default-resources: ", settings.default_resources or {}),
+                             *((f"set-resources: {rule}: ", r) for rule, r in per_rule.items())]:
+        for name, value in resources.items():
+            text = str(getattr(value, "raw", value)).strip("'\"")
+            if text.startswith("YOUR_"):
+                left.append(f"{where}{name} ({text})")
+    return left

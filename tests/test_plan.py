@@ -1,0 +1,153 @@
+"""The study plan (ageest.study.plan): what the workflow runs, decided from the config alone, and
+every config error named by its key. Unit tests: no Snakemake process (tests/test_workflow.py
+keeps a few for what only Snakemake shows)."""
+
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ageest.errors import ConfigError
+from ageest.study.plan import plan_study
+from test_workflow import FAKE, make_fake_fgnet
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+DEMO = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def fake(tmp_path_factory):
+    images, _ = make_fake_fgnet(tmp_path_factory.mktemp("fgnet") / "FGNET")
+    return images
+
+
+def merged(base, over):
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def plan(base, over=None, cwd=None, **kw):
+    old = os.getcwd()
+    os.chdir(cwd or old)
+    try:
+        return plan_study(merged(base, over or {}), ROOT, **kw)
+    finally:
+        os.chdir(old)
+
+
+def test_real_study_on_a_given_folder(fake):
+    s = plan(CONFIG, {"data": {"images": str(fake)}})
+    assert s.losses == ["mean_variance", "softmax"] and s.seeds == [0] and s.subjects == sorted(FAKE)
+    assert s.data_rule is None and s.sums and s.fold_key == "{loss}/{subject}" and s.gpu
+    assert s.chunks == [[s] for s in sorted(FAKE)]  # folds_per_job 1: one job per fold
+    assert s.train_resources() == {"mem_mb": 16000, "runtime": 240, "slurm_extra": "--signal=TERM@120", "gpu": 1}
+    assert s.training["save_model"] is False and s.weights_arch() == "resnet34"
+
+
+def test_default_config_without_data_downloads_and_plans_all_82(tmp_path):
+    s = plan(CONFIG, cwd=tmp_path)
+    assert s.data_rule == "download" and len(s.subjects) == 82
+
+
+def test_demo_plans_chunks_of_41_and_knows_its_subjects_before_synthesis(tmp_path):
+    s = plan(DEMO, cwd=tmp_path)
+    assert s.data_rule == "synth" and len(s.subjects) == 82 and s.weights_arch() is None and not s.gpu
+    assert [len(c) for c in s.chunks] == [41, 41] and s.folds_per_job == 41
+    assert s.train_resources(41)["runtime"] == 41 * 30  # train_runtime is per fold
+    assert plan(DEMO, cwd=tmp_path, local=False).chunks == [[n] for n in s.subjects]  # SLURM: a job per fold
+
+
+def test_seeds_add_a_level_and_losses_all_is_the_registry(tmp_path):
+    from ageest.nn import LOSS_NAMES
+    from ageest.nn.losses import LOSSES
+
+    assert tuple(LOSSES) == LOSS_NAMES  # the registry and its torch-free copy of names
+    s = plan(DEMO, {"losses": "all", "seeds": ["0", 2], "subjects": [3, 1]}, cwd=tmp_path)
+    assert s.losses == list(LOSSES) and s.seeds == [0, 2] and s.subjects == [1, 3]
+    assert s.fold_key == "{loss}/seed{seed}/{subject}" and s.config["losses"] == list(LOSSES)
+
+
+def test_torch_threads_and_the_input_left_unchanged(tmp_path):
+    config = merged(DEMO, {"training": {"threads": 0}})
+    before = copy.deepcopy(config)
+    s = plan_study(config, ROOT)
+    assert config == before and s.torch_threads(2) == 2
+    assert plan(DEMO, cwd=tmp_path).torch_threads(2) == 1
+
+
+@pytest.mark.parametrize("override, key", [
+    ({"losses": ["mean_variance", "hinge"]}, "losses"),
+    ({"training": {"epochs": -1}}, "training.epochs"),
+    ({"data": {"images": "no/such/folder/images"}}, "data.images"),
+    ({"subjects": [1, 3]}, "subjects"),
+    ({"reference_loss": "hinge"}, "reference_loss"),
+    ({"training": {"epochs": 2, "no_such_key": 1}}, "training.no_such_key"),
+    ({"training": {"image_size": 8}}, "training.image_size"),
+    ({"seeds": [0, -1]}, "seeds"),
+    ({"seeds": [1, 1]}, "seeds"),
+    ({"losses": "most"}, "losses"),
+    ({"gather": {"bootstrap": 5}}, "gather.bootstrap"),
+    ({"training": {"save_model": True}}, "training.save_model"),
+    ({"training": {"device": "cpu"}, "resources": {"gpu": True}}, "resources.gpu"),
+    ({"resources": {"folds_per_job": 0}}, "resources.folds_per_job"),
+    ({"data": {"sha256": "no-such.sha256"}}, "data.sha256"),
+])
+def test_bad_config_names_the_key(fake, override, key):
+    over = merged({"data": {"images": str(fake)}}, override)
+    with pytest.raises(ConfigError) as e:
+        plan(CONFIG, over)
+    assert ", ".join(e.value.keys) == key, e.value
+
+
+def test_missing_subjects_are_named(fake):
+    with pytest.raises(ConfigError, match=r"subject\(s\) 3, 4 not in the data") as e:
+        plan(CONFIG, {"data": {"images": str(fake)}, "subjects": [1, 3, 4]})
+    assert e.value.key == "subjects"
+
+
+def test_placeholders_of_a_profile():
+    from types import SimpleNamespace
+
+    from ageest.study.plan import placeholders
+
+    settings = SimpleNamespace(default_resources={"slurm_account": "YOUR_ACCOUNT", "mem_mb": 100},
+                               overwrite_resources={"train": {"slurm_partition": "'YOUR_GPU_PARTITION'"}})
+    assert placeholders(settings) == ["default-resources: slurm_account (YOUR_ACCOUNT)",
+                                      "set-resources: train: slurm_partition (YOUR_GPU_PARTITION)"]
+
+
+def test_dry_run_of_the_demo_imports_no_torch(tmp_path):
+    # A `torch` that cannot be imported, first on the path: parsing the workflow must not need it.
+    fake_torch = tmp_path / "no-torch" / "torch"
+    fake_torch.mkdir(parents=True)
+    (fake_torch / "__init__.py").write_text("raise ImportError('torch imported while parsing the workflow')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake_torch.parent), str(ROOT),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    r = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory",
+                        str(tmp_path / "work"), "-n", "--quiet", "rules", "--configfile", str(ROOT / "config" / "demo.yaml")],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "train_001_041" in r.stdout and "gather" in r.stdout
+    assert subprocess.run([sys.executable, "-c", "import torch"], env=env, capture_output=True).returncode != 0
+
+
+def test_jobs_run_here_unless_a_remote_job_or_a_slurm_profile():
+    from types import SimpleNamespace
+
+    from ageest.study.plan import runs_jobs_here
+
+    def wf(default, per_rule, remote=False):
+        return SimpleNamespace(remote_exec=remote, resource_settings=SimpleNamespace(
+            default_resources=default, overwrite_resources=per_rule))
+
+    assert runs_jobs_here(wf({"mem_mb": 100}, {}))
+    assert not runs_jobs_here(wf({"slurm_account": "x"}, {}))
+    assert not runs_jobs_here(wf({}, {"train": {"slurm_partition": "gpu"}}))
+    assert not runs_jobs_here(wf({}, {}, remote=True))
