@@ -19,8 +19,8 @@ if not workflow.overwrite_configfiles:
     configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
-# Validation (schema defaults, losses, training keys, data folder, subjects) happens in common.smk,
-# before any job is planned.
+# What runs (and every config check, naming its key) is decided by ageest.study.plan, which
+# common.smk calls once, before any job is planned.
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"

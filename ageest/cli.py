@@ -29,7 +29,7 @@ _HELP = {
     "manifest": "check a data set and write its manifest (image, subject, age)",
     "prepare": "decode/align/resize every image once into the shared cache",
     "split": "write one fold's split (train/val/test per image)",
-    "train": "train one leave-one-person-out fold",
+    "train": "train leave-one-person-out folds (several: one after another in one process)",
     "baseline": "run the mean / ridge reference methods on folds",
     "predict": "estimate the age of each face in photos",
     "align-preview": "PNG of originals next to their aligned crops",

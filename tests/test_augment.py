@@ -142,7 +142,7 @@ def test_center_crop_is_placed_as_torchvisions(size, in_size, top):
     assert torch.equal(center_crop(x, size), x[:, top:top + size, top:top + size])
 
 
-# --- the plain pipeline (the seed's PIL way) against the fast one, in geometry ------------------
+# --- the plain pipeline (the reference recipe's PIL way) against the fast one, in geometry ------------------
 
 
 def _sources(images, size):

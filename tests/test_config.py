@@ -10,7 +10,7 @@ from ageest.errors import ConfigError
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_defaults_are_the_seed_recipe():
+def test_defaults_are_the_reference_recipe():
     c = Config()
     assert (c.epochs, c.freeze_epochs, c.batch_size, c.lr, c.lr_milestones) == (100, 10, 64, 0.002, (80,))
     assert (c.image_size, c.resize_size, c.lambda1, c.lambda2, c.num_classes) == (224, 256, 0.2, 0.05, 70)
@@ -64,15 +64,6 @@ def test_age_grid_is_one_class_per_year():
     ages = Config(min_age=3, max_age=7).age_grid()
     assert ages.tolist() == [3.0, 4.0, 5.0, 6.0, 7.0] and len(ages) == Config(min_age=3, max_age=7).num_classes
     assert str(ages.dtype) == "torch.float32"
-
-
-def test_removed_keys_are_gone():
-    for key in ("align_margin",):
-        with pytest.raises(ConfigError, match=f"unknown config key.*{key}"):
-            load_config(None, [f"{key}=0.1"])
-    import ageest.config
-
-    assert not hasattr(ageest.config, "config_hash")
 
 
 # --- one source: each key is a field of Config; the README table and the loss defaults follow it ---

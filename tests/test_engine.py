@@ -81,7 +81,7 @@ def test_head_only_epoch_leaves_the_backbone_bit_identical():
 
 
 def test_without_keep_eval_the_running_stats_move():
-    # The seed's behaviour (freeze_bn false): frozen weights, moving BatchNorm statistics.
+    # The reference recipe's behaviour (freeze_bn false): frozen weights, moving BatchNorm statistics.
     model = _tiny_model()
     before = _backbone(model)
     _head_only_epoch(model, keep_eval=())

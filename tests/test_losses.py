@@ -279,6 +279,7 @@ def test_function_defaults_are_the_configs():
 # --- each loss end to end: one epoch on synthetic faces, scored one way everywhere ---------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(LOSSES))
 def test_each_loss_trains_an_epoch_and_predict_gives_the_folds_ages(name, synth_small, tmp_path):
     from ageest.config import load_config
@@ -315,17 +316,20 @@ OWN_TERMS = {"mean_variance": ("ce", "mean", "var"), "softmax": ("ce",), "dldl":
 
 
 def test_a_study_listing_every_loss_plans_one_fold_per_loss_and_subject(tmp_path_factory):
-    from test_workflow import CONFIG, job_counts, make_fake_fgnet, n_fake_subjects, snakemake, write_yaml
+    import yaml
+
+    from ageest.errors import ConfigError
+    from ageest.study.plan import plan_study
+    from test_workflow import CONFIG, ROOT, make_fake_fgnet, n_fake_subjects
 
     tmp = tmp_path_factory.mktemp("plan")
     images, _ = make_fake_fgnet(tmp / "FGNET")
-    over = write_yaml(tmp / "over.yaml", {"data": {"images": str(images)}, "losses": sorted(LOSSES),
-                                          "training": {"dldl_sigma": 1.5, "residue_k": 3,
-                                                       "sord_distance": "squared"}})
-    rc, out = snakemake(tmp, "--configfile", CONFIG, over, "--dry-run", "--quiet", "rules")
-    assert rc == 0, out
-    assert job_counts(out)["train"] == len(LOSSES) * n_fake_subjects()
-    bad = write_yaml(tmp / "bad.yaml", {"data": {"images": str(images)}, "losses": ["dldl", "softmax"],
-                                        "training": {"dldl_sigma": 0}})
-    rc, out = snakemake(tmp, "--configfile", CONFIG, bad, "--dry-run")
-    assert rc != 0 and "dldl_sigma" in out and "must be positive" in out, out
+    config = yaml.safe_load(CONFIG.read_text())
+    study = plan_study({**config, "data": {**config["data"], "images": str(images)}, "losses": sorted(LOSSES),
+                        "training": {**config["training"], "dldl_sigma": 1.5, "residue_k": 3,
+                                     "sord_distance": "squared"}}, ROOT)
+    assert len(study.losses) * len(study.chunks) == len(LOSSES) * n_fake_subjects()
+    with pytest.raises(ConfigError) as e:
+        plan_study({**config, "data": {**config["data"], "images": str(images)}, "losses": ["dldl", "softmax"],
+                    "training": {**config["training"], "dldl_sigma": 0}}, ROOT)
+    assert "dldl_sigma" in str(e.value) and "must be positive" in str(e.value) and e.value.key == "training.dldl_sigma"

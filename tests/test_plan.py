@@ -123,6 +123,7 @@ def test_placeholders_of_a_profile():
                                       "set-resources: train: slurm_partition (YOUR_GPU_PARTITION)"]
 
 
+@pytest.mark.slow
 def test_dry_run_of_the_demo_imports_no_torch(tmp_path):
     # A `torch` that cannot be imported, first on the path: parsing the workflow must not need it.
     fake_torch = tmp_path / "no-torch" / "torch"

@@ -101,6 +101,7 @@ def _train_cmd(images, out, *extra):
         a for o in tiny_overrides(**{"epochs": 4, **dict(e.split("=") for e in extra)}) for a in ("--set", o)]
 
 
+@pytest.mark.slow
 def test_killed_fold_resumes_to_the_same_result(synth_small, tmp_path):
     env = dict(os.environ)
     ref = tmp_path / "ref"
@@ -147,6 +148,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 def test_sigterm_saves_state_mid_epoch_and_resumes(synth_small, tmp_path):
     out = tmp_path / "term"
     cmd = _train_cmd(synth_small, out, "epochs=3", "batch_size=4")
@@ -199,6 +201,7 @@ def test_fold_follows_a_split_file(synth_small, tmp_path):
     assert (m["n_train"], m["n_val"], m["n_test"]) == (len(sp.train), len(sp.val), len(sp.test))
 
 
+@pytest.mark.slow
 def test_several_folds_in_one_process_equal_folds_in_their_own(synth_small, tmp_path):
     one = [a for o in tiny_overrides(epochs=1, freeze_epochs=0) for a in ("--set", o)]
     base = [sys.executable, "-m", "ageest", "train", "--images", str(synth_small), "--loss", "softmax"]
@@ -224,6 +227,7 @@ SIGTERM_SECOND_FOLD = SIGTERM_MID_EPOCH.replace("EPOCH, BATCH = 1, 3", "EPOCH, B
     "        if (epoch, b) == (EPOCH, BATCH) and seen.append(1) is None and len(seen) == 2:\n")
 
 
+@pytest.mark.slow
 def test_sigterm_in_a_later_fold_saves_it_and_a_rerun_skips_the_finished_one(synth_small, tmp_path):
     pattern = str(tmp_path / "f" / "{subject}")
     args = ["--images", str(synth_small), "--loss", "mean_variance", "--leave-subject", "2", "3",

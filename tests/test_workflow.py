@@ -17,6 +17,8 @@ import pandas as pd
 import pytest
 import yaml
 
+pytestmark = pytest.mark.slow  # every test here runs Snakemake in a subprocess
+
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEFILE = ROOT / "Snakefile"
 CONFIG = ROOT / "config" / "config.yaml"

@@ -28,7 +28,7 @@ def split_fold(records: Sequence[Record], subject: int, seed: int = 0, val_rate:
     """Split for the fold that leaves `subject` out.
 
     by='subject': validation is whole people (never also in training), drawn in a seeded order
-    until they hold about `val_rate` of the non-test images. by='image': the seed project's split,
+    until they hold about `val_rate` of the non-test images. by='image': the reference recipe's split,
     a seeded `val_rate` share of the non-test images, people shared with training.
     The result depends only on the records' (name, subject), `subject` and `seed`.
     """

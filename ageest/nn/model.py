@@ -1,4 +1,4 @@
-"""The network: a torchvision ResNet with the seed's head, BatchNorm1d -> Dropout(0.5) -> Linear."""
+"""The network: a torchvision ResNet with the reference recipe's head, BatchNorm1d -> Dropout(0.5) -> Linear."""
 
 from __future__ import annotations
 

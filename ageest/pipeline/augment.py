@@ -1,4 +1,4 @@
-"""The seed's augmentation done on whole batches on the device: one affine warp per image.
+"""The reference recipe's augmentation done on whole batches on the device: one affine warp per image.
 
 Flip, rotation, shear and the random crop are all affine, so they compose into one 2x3 matrix per
 image and a single `grid_sample` call replaces five PIL operations per sample on the CPU.
@@ -30,7 +30,7 @@ def normalize(x_uint8_nhwc: torch.Tensor) -> torch.Tensor:
 
 
 def center_crop(x_uint8_nhwc: torch.Tensor, size: int) -> torch.Tensor:
-    """The evaluation view: the central size x size window, placed as the seed's (torchvision's)
+    """The evaluation view: the central size x size window, placed as the reference recipe's (torchvision's)
     CenterCrop places it: offset round((H - size) / 2), with Python's half-to-even rounding."""
     h, w = x_uint8_nhwc.shape[1:3]
     top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))

@@ -30,7 +30,7 @@ CACHE_VERSION = 1
 
 
 def square_resize(rgb: np.ndarray, size: int) -> np.ndarray:
-    """Shorter side to `size`, then the central square: the unaligned view (the seed's Resize)."""
+    """Shorter side to `size`, then the central square: the unaligned view (the reference recipe's Resize)."""
     h, w = rgb.shape[:2]
     s = size / min(h, w)
     nh, nw = max(size, round(h * s)), max(size, round(w * s))

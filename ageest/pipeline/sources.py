@@ -1,5 +1,5 @@
 """Batches for the engine: the fast path (cached uint8 array, batch augmentation on the device)
-and the plain path (the seed's way: PIL per sample in DataLoader workers), same geometry."""
+and the plain path (the reference recipe's way: PIL per sample in DataLoader workers), same geometry."""
 
 from __future__ import annotations
 
@@ -95,7 +95,7 @@ class _PlainDataset(torch.utils.data.Dataset):
 
 
 class PlainSource:
-    """The seed's pipeline: every image decoded, warped and cropped by PIL, per sample, per epoch."""
+    """The reference recipe's pipeline: every image decoded, warped and cropped by PIL, per sample, per epoch."""
 
     def __init__(self, records: Sequence[Record], config: Config, device: torch.device,
                  points_dir: Path | None = None, workers: int | None = None):

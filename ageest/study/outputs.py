@@ -18,7 +18,7 @@ PREDICTION_HEADER = ("image", "subject", "age", "predicted_age", "predicted_std"
 
 def fold_split(records: Sequence[Record], subject: int, config: Config,
                split_file: str | Path | None = None) -> tuple[Split, str]:
-    """The fold's split (from `split_file` if given, else drawn from the seed) and its short digest."""
+    """The fold's split (from `split_file` if given, else drawn from the config's seed) and its short digest."""
     split = (read_split(split_file, records, subject) if split_file
              else split_fold(records, subject, config.seed, config.val_rate, config.val_split))
     return split, hashlib.sha256(split_table(records, split).encode()).hexdigest()[:16]
