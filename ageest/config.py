@@ -18,6 +18,7 @@ _CHOICES = {
     "precision": ("auto", "bf16", "fp32"),
     "pipeline": ("fast", "plain"),
     "sord_distance": ("absolute", "squared"),  # ageest.losses.SORD_DISTANCES (a test keeps them equal)
+    "dldl_v2_kl_mean": ("elements", "samples"),  # ageest.losses.DLDL_V2_KL_MEANS (likewise)
 }
 
 # Keys that change how a fold runs, not what it computes: ignored when checking that folds of one
@@ -56,9 +57,11 @@ class Config:
     # Each other loss's own keys (ageest.losses.LOSSES names which loss reads which).
     dldl_sigma: float = 2.0  # years: sd of the Gaussian label distribution (dldl, dldl_v2)
     dldl_v2_lambda: float = 1.0  # weight of the L1 expectation term (dldl_v2)
+    dldl_v2_kl_mean: str = "elements"  # KL averaged over N*K (the authors' code) or over N samples (dldl_v2)
     residue_lambda1: float = 0.2  # weight of the mean term (mean_residue)
-    residue_lambda2: float = 0.25  # weight of the residue term (mean_residue)
+    residue_lambda2: float = 0.05  # weight of the residue term; the authors' FG-NET value (mean_residue)
     residue_k: int = 0  # top-K classes spared the residue term; 0: adaptive (mean_residue)
+    residue_eps: float = 1e-3  # inside the residue entropy's log, as the authors' code; 0: exact (mean_residue)
     sord_distance: str = "absolute"  # SORD's metric between ages: absolute or squared (sord)
     min_age: int = 0
     max_age: int = 69
@@ -146,6 +149,7 @@ def _validate(c: Config) -> None:
     need(c.dldl_v2_lambda >= 0, "dldl_v2_lambda", "must be >= 0")
     need(c.residue_lambda1 >= 0, "residue_lambda1", "must be >= 0")
     need(c.residue_lambda2 >= 0, "residue_lambda2", "must be >= 0")
+    need(0 <= c.residue_eps < 1, "residue_eps", "must be in [0, 1)")
     need(c.min_age >= 0, "min_age", "must be >= 0")
     need(c.max_age > c.min_age, "max_age", "must be greater than min_age")
     need(0 <= c.residue_k < c.num_classes, "residue_k",
