@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from ageest.errors import ConfigError
+from ageest.nn.backbones import arch_problem
 
 # Keys that change how a fold runs, not what it computes: ignored when checking that folds of one
 # study (and a checkpoint and the run resuming it) share a config.
@@ -57,15 +58,19 @@ class Config:
                       rule="auto, cpu, cuda, cuda:N or mps")
     pretrained: str = key("imagenet", "`imagenet` (torchvision weights, fetched once by the local `weights` rule into `resources/torch`), `none`, or a `.pth` state-dict file",
                           rule="imagenet, none or a path to a .pt/.pth state-dict file")
-    arch: str = key("resnet34", "the backbone", choices=("resnet18", "resnet34", "resnet50"))
+    arch: str = key("resnet34", "a registered network (`ageest/nn/backbones.py`): `resnet18`, `resnet34`, `resnet50`, `resnet101`, `vgg16`, `vgg16_bn` (Pan et al.'s), `convnext_tiny`, `efficientnet_b0` (`image_size` ≥ 32 for these five), `vit_b_16` (`image_size` 224 only); or `timm:NAME`, any timm model, with `pip install 'ageest[timm]'`",
+                    rule="a registered network or timm:NAME, at an image_size it takes")
     lambda1: float = key(0.2, "weight of the mean term (`mean_variance`)", low=0)
     lambda2: float = key(0.05, "weight of the variance term (`mean_variance`)", low=0)
     dldl_sigma: float = key(2.0, "sd, in years, of the Gaussian label distribution around the true age (`dldl`, `dldl_v2`)", low=0, low_open=True)
     dldl_v2_lambda: float = key(1.0, "weight of the L1 term on the expected age (`dldl_v2`)", low=0)
+    dldl_v2_kl_mean: str = key("elements", "how the KL term is averaged (`dldl_v2`): `elements` over all N × K (sample, age) elements, as the authors' Torch code; `samples` summed over the K ages and averaged over the N samples, as Paplham & Franc's reimplementation (the KL term then weighs K = 70 times more against the L1 term)",
+                               choices=("elements", "samples"))
     residue_lambda1: float = key(0.2, "weight of the mean term (`mean_residue`)", low=0)
-    residue_lambda2: float = key(0.25, "weight of the residue term (`mean_residue`)", low=0)
+    residue_lambda2: float = key(0.05, "weight of the residue term (`mean_residue`); 0.05 is what the authors' FG-NET and CLAP experiment scripts pass", low=0)
     residue_k: int = key(0, "top classes spared the residue term (`mean_residue`): `0` adaptive, those at least as probable as the true age (the authors' code); `K` ≥ 1 the K most probable",
                          rule="0 (adaptive) or a number of top classes below the number of ages")
+    residue_eps: float = key(1e-3, "added inside the log of the residue entropy and to every class's term, as in the authors' code (`mean_residue`); `0`: the paper's exact entropy", low=0, high=1, high_open=True)
     sord_distance: str = key("absolute", "SORD's metric φ between ages, in years: `absolute` \\|y − a\\| or `squared` (y − a)² (`sord`)", choices=("absolute", "squared"))
     min_age: int = key(0, "youngest age class, in years; one class per year up to `max_age`", low=0)
     max_age: int = key(69, "oldest age class; the predicted age is the expectation over the classes (`coral`: the number of thresholds passed)", rule="greater than min_age")
@@ -166,6 +171,8 @@ def _validate(c: Config) -> None:
     need(c.freeze_epochs <= c.epochs, "freeze_epochs", "must be between 0 and epochs")
     need(all(isinstance(m, int) and m >= 1 for m in c.lr_milestones), "lr_milestones",
          "must be a list of positive epoch numbers")
+    problem = arch_problem(c.arch, c.image_size)
+    need(problem is None, "arch", problem or "")
     need(c.device in ("auto", "cpu", "mps") or c.device.startswith("cuda"), "device",
          "must be auto, cpu, cuda, cuda:N or mps")
     need(c.pretrained in ("imagenet", "none") or c.pretrained.endswith((".pt", ".pth", ".bin")),

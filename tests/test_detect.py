@@ -3,8 +3,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from ageest.data.detect import Face, detect_faces
+from ageest.data.detect import Face, _mtcnn, detect_faces
 from ageest.data.synth import make_photo
+
+# Every check runs on both detectors (mtcnn where its wheel imports: Python < 3.13).
+DETECTORS = ["haar"] + (["mtcnn"] if _mtcnn() is not None else [])
 
 
 def _check(faces, lms):
@@ -19,32 +22,45 @@ def _check(faces, lms):
         assert x < eyes[:, 0].min() and eyes[:, 0].max() < x + w and y < eyes[:, 1].min() < y + h
 
 
+@pytest.mark.parametrize("detector", DETECTORS)
 @pytest.mark.parametrize("seed", [0, 1])
-def test_no_face(seed):
+def test_no_face(seed, detector):
     img, _ = make_photo([], size=(640, 480), seed=seed)
-    assert detect_faces(img) == []
+    assert detect_faces(img, detector) == []
 
 
+@pytest.mark.parametrize("detector", DETECTORS)
 @pytest.mark.parametrize("seed, age", [(0, 30), (1, 6), (2, 62)])
-def test_one_face(seed, age):
+def test_one_face(seed, age, detector):
     img, boxes, lms = make_photo([(age, seed)], size=(480, 480), seed=seed, return_landmarks=True)
-    faces = detect_faces(img)
+    faces = detect_faces(img, detector)
     assert len(faces) == 1
     _check(faces, lms)
 
 
+@pytest.mark.parametrize("detector", DETECTORS)
 @pytest.mark.parametrize("seed", [0, 1])
-def test_two_faces_left_to_right(seed):
+def test_two_faces_left_to_right(seed, detector):
     img, boxes, lms = make_photo([(9, seed), (45, seed + 10)], size=(640, 480), seed=seed,
                                  return_landmarks=True)
-    faces = detect_faces(img)
+    faces = detect_faces(img, detector)
     assert len(faces) == 2
     _check(faces, lms)
 
 
-def test_greyscale_and_face_is_frozen():
+def test_auto_is_mtcnn_where_installed_and_unknown_detectors_are_refused():
     img, _, lms = make_photo([(25, 5)], size=(400, 400), seed=5, return_landmarks=True)
-    faces = detect_faces(img.mean(2).astype(np.uint8))
+    auto, chosen = detect_faces(img), detect_faces(img, DETECTORS[-1])
+    assert [f.box for f in auto] == [f.box for f in chosen] and len(auto) == 1
+    assert np.array_equal(auto[0].keypoints, chosen[0].keypoints)
+    with pytest.raises(ValueError, match="detector must be one of auto, mtcnn, haar"):
+        detect_faces(img, "yolo")
+
+
+@pytest.mark.parametrize("detector", DETECTORS)
+def test_greyscale_and_face_is_frozen(detector):
+    img, _, lms = make_photo([(25, 5)], size=(400, 400), seed=5, return_landmarks=True)
+    faces = detect_faces(img.mean(2).astype(np.uint8), detector)
     assert len(faces) == 1 and isinstance(faces[0], Face)
     _check(faces, lms)
     with pytest.raises(dataclasses.FrozenInstanceError):

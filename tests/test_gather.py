@@ -105,6 +105,20 @@ def test_tables(tmp_path):
     assert tables["summary"].shape[0] == 2
 
 
+def test_cs_counts_integer_predictions_and_mae_stays_unrounded(tmp_path):
+    # mean_variance's unrounded errors 0.4, 1.4 | 0.6, 2.6 | 2.2, 3.4 (years); its integer predictions
+    # (predicted_age_rounded) are off by 0, 1 | 1, 3 | 2, 3. The literature's CS(θ) counts those:
+    # CS(0) = 1/6, CS(1) = 3/6, CS(2) = 4/6, CS(3) = 1. On the unrounded errors CS(0) would be 0.
+    errors = {1: [0.4, 1.4], 2: [0.6, 2.6], 3: [2.2, 3.4]}
+    paths = study(tmp_path, {("mean_variance", s): {"errors": e} for s, e in errors.items()})
+    s = gather(paths, tmp_path / "out", n_boot=50)["summary"].set_index("loss")
+    assert s.loc["mean_variance", ["cs_0", "cs_1", "cs_2", "cs_3"]].tolist() == pytest.approx([1 / 6, 3 / 6, 4 / 6, 1])
+    assert s.loc["mean_variance", "mae"] == pytest.approx(10.6 / 6)  # the expectation, unrounded
+    assert s.loc["mean_variance", "mae_rounded"] == pytest.approx(10 / 6)
+    preds = pd.read_csv(tmp_path / "out" / "predictions.tsv", sep="\t")
+    assert preds["abs_error_rounded"].tolist()[:6] == [0, 1, 1, 3, 2, 3]
+
+
 def test_refuses_mixed_fingerprints(tmp_path):
     paths = study(tmp_path, {("softmax", 2): {"fingerprint": "other"}})
     with pytest.raises(AgeestError) as e:

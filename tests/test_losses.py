@@ -102,7 +102,7 @@ def test_each_loss_declares_its_config_keys():
 from math import exp, log
 
 from ageest.config import choices
-from ageest.nn.losses import (SORD_DISTANCES, CoralHead, coral_age, coral_loss, dldl_loss, dldl_v2_loss,
+from ageest.nn.losses import (DLDL_V2_KL_MEANS, SORD_DISTANCES, CoralHead, coral_age, coral_loss, dldl_loss, dldl_v2_loss,
                            gaussian_labels, l1_loss, mean_residue_loss, sord_loss)
 
 # Two samples over ages 0, 1, 2: p = (1/4, 1/4, 1/2) with mean 1.25, and p uniform with mean 1.
@@ -133,10 +133,31 @@ def test_dldl_v2_by_hand():
     q = [_normalised([1, exp(-0.5), exp(-2)]), _normalised([exp(-0.5), 1, exp(-0.5)])]
     kl = (_kl(q[0], P_TWO[0]) + _kl(q[1], P_TWO[1])) / 2
     l1 = (abs(1.25 - 0) + abs(1.0 - 1)) / 2  # expected ages 1.25 and 1
-    out = dldl_v2_loss(TWO, target, AGES, dldl_sigma=1.0, dldl_v2_lambda=0.5)
+    # Paplham & Franc's balance: the per-sample KL (summed over the 3 ages, averaged over 2 samples).
+    out = dldl_v2_loss(TWO, target, AGES, dldl_sigma=1.0, dldl_v2_lambda=0.5, dldl_v2_kl_mean="samples")
     assert out["kl"].item() == pytest.approx(kl)
     assert out["l1"].item() == pytest.approx(0.625)
     assert out["loss"].item() == pytest.approx(kl + 0.5 * l1)
+
+
+def test_dldl_v2_authors_balance_by_hand():
+    # The authors' Torch code (KLDivCriterion, sizeAverage): the KL summed over all 2 x 3 elements
+    # and divided by 6, i.e. the per-sample KL / K; AbsCriterion: |E[a] - y| over the 2 samples.
+    target = torch.tensor([0.0, 1.0])
+    q = [_normalised([1, exp(-0.5), exp(-2)]), _normalised([exp(-0.5), 1, exp(-0.5)])]
+    kl_elements = (_kl(q[0], P_TWO[0]) + _kl(q[1], P_TWO[1])) / 6
+    out = dldl_v2_loss(TWO, target, AGES, dldl_sigma=1.0, dldl_v2_lambda=0.5)  # the default: elements
+    assert out["loss"].item() == pytest.approx(kl_elements + 0.5 * 0.625)
+    assert out["kl"].item() == pytest.approx(3 * kl_elements)  # reported per sample either way
+    # The gradient of the KL term is K = 3 times smaller against the L1 term's than under 'samples'.
+    z = TWO.clone().requires_grad_(True)
+    dldl_v2_loss(z, target, AGES, dldl_sigma=1.0, dldl_v2_lambda=0.0)["loss"].backward()
+    g_elements = z.grad.clone()
+    z.grad = None
+    dldl_v2_loss(z, target, AGES, dldl_sigma=1.0, dldl_v2_lambda=0.0, dldl_v2_kl_mean="samples")["loss"].backward()
+    assert torch.allclose(3 * g_elements, z.grad)
+    with pytest.raises(ValueError, match="dldl_v2_kl_mean must be one of elements, samples"):
+        dldl_v2_loss(TWO, target, AGES, dldl_v2_kl_mean="batch")
 
 
 def test_l1_by_hand():
@@ -165,7 +186,8 @@ def _h(*ps):
 def test_mean_residue_adaptive_by_hand():
     # Adaptive K: the residue is the classes less probable than the true age's. y = 1 (p .2): {0};
     # y = 3 (p .4): {0, 1, 2}.
-    out = mean_residue_loss(P4, torch.tensor([1.0, 3.0]), AGES4, residue_lambda1=0.2, residue_lambda2=0.25)
+    out = mean_residue_loss(P4, torch.tensor([1.0, 3.0]), AGES4, residue_lambda1=0.2, residue_lambda2=0.25,
+                            residue_eps=0.0)
     ce = -(log(0.2) + log(0.4)) / 2
     mean_l = (0.5 * (2 - 1) ** 2 + 0.5 * (2 - 3) ** 2) / 2
     residue = (_h(0.1) + _h(0.1, 0.2, 0.3)) / 2
@@ -175,10 +197,29 @@ def test_mean_residue_adaptive_by_hand():
     assert out["loss"].item() == pytest.approx(ce + 0.2 * mean_l + 0.25 * residue)
 
 
+def test_mean_residue_as_the_authors_run_it_by_hand():
+    # The authors' adaptive-K code: r_k = p_k outside the top classes, 0 inside; residue =
+    # sum over all 4 classes of -(r_k + eps) log(r_k + eps), eps = 1e-3, batch mean. y = 1 leaves
+    # out {0} (kept: 1, 2, 3); y = 3 leaves out {0, 1, 2} (kept: 3). lambda2 0.05 by default.
+    eps = 1e-3
+
+    def g(x):
+        return -(x + eps) * log(x + eps)
+
+    residue = ((g(0.1) + 3 * g(0)) + (g(0.1) + g(0.2) + g(0.3) + g(0))) / 2
+    out = mean_residue_loss(P4, torch.tensor([1.0, 3.0]), AGES4)
+    ce = -(log(0.2) + log(0.4)) / 2
+    mean_l = (0.5 * (2 - 1) ** 2 + 0.5 * (2 - 3) ** 2) / 2
+    assert out["residue"].item() == pytest.approx(residue, rel=1e-6)
+    assert out["loss"].item() == pytest.approx(ce + 0.2 * mean_l + 0.05 * residue, rel=1e-6)
+    # It is not the exact entropy: the eps terms move it by about 0.02 nats here.
+    assert abs(residue - (_h(0.1) + _h(0.1, 0.2, 0.3)) / 2) > 0.01
+
+
 def test_mean_residue_fixed_k_by_hand():
     # K = 2 keeps ages 2 and 3 (p .3, .4) whatever the target: the residue is classes 0 and 1.
     out = mean_residue_loss(P4, torch.tensor([1.0, 3.0]), AGES4, residue_lambda1=0.0, residue_lambda2=1.0,
-                            residue_k=2)
+                            residue_k=2, residue_eps=0.0)
     ce = -(log(0.2) + log(0.4)) / 2
     assert out["residue"].item() == pytest.approx(_h(0.1, 0.2))
     assert out["loss"].item() == pytest.approx(ce + _h(0.1, 0.2))
@@ -238,14 +279,16 @@ def test_loss_errors():
     ("residue_lambda1", -0.1, "must be >= 0"), ("residue_lambda2", -0.1, "must be >= 0"),
     ("residue_k", 70, "must be 0 .adaptive. or a number of top classes below the 70 ages"),
     ("residue_k", -1, "must be 0"), ("sord_distance", "huber", "must be one of absolute, squared"),
+    ("residue_eps", -1e-3, r"must be in \[0, 1\)"), ("dldl_v2_kl_mean", "batch", "must be one of elements, samples"),
 ])
 def test_loss_config_keys_are_validated(key, value, why):
     with pytest.raises(ConfigError, match=f"config key '{key}': {why}"):
         Config(**{key: value})
 
 
-def test_sord_distances_are_the_configs_choices():
+def test_loss_choices_are_the_configs_choices():
     assert tuple(SORD_DISTANCES) == choices("sord_distance")
+    assert DLDL_V2_KL_MEANS == choices("dldl_v2_kl_mean")
 
 
 def test_every_loss_takes_bf16_outputs_and_gives_finite_gradients():
@@ -272,8 +315,9 @@ def test_function_defaults_are_the_configs():
     for name, spec in LOSSES.items():
         params = inspect.signature(spec.fn).parameters
         assert {k: params[k].default for k in spec.config_keys} == {k: defaults[k] for k in spec.config_keys}, name
-    assert (defaults["dldl_sigma"], defaults["dldl_v2_lambda"]) == (2.0, 1.0)
-    assert (defaults["residue_lambda1"], defaults["residue_lambda2"], defaults["residue_k"]) == (0.2, 0.25, 0)
+    assert (defaults["dldl_sigma"], defaults["dldl_v2_lambda"], defaults["dldl_v2_kl_mean"]) == (2.0, 1.0, "elements")
+    assert (defaults["residue_lambda1"], defaults["residue_lambda2"], defaults["residue_k"],
+            defaults["residue_eps"]) == (0.2, 0.05, 0, 1e-3)
 
 
 # --- each loss end to end: one epoch on synthetic faces, scored one way everywhere ---------------

@@ -83,6 +83,21 @@ def test_paired_comparison():
 # --- against scipy ---------------------------------------------------------------------------
 
 
+def test_wilcoxon_p_drops_zeros_and_float_noise_before_scipy():
+    from scipy.stats import wilcoxon
+
+    # One exact zero among 14: tested exactly over the 13 non-zero differences, where scipy on the
+    # raw 14 takes the normal approximation (0.0131).
+    d = [0.0, .1, .2, -.3, .4, .5, .6, -.7, .8, .9, 1.0, 1.1, 1.2, 1.3]
+    assert stats.wilcoxon_p(d) == pytest.approx(wilcoxon(d[1:], method="exact").pvalue)
+    assert stats.wilcoxon_p(d) == pytest.approx(0.010498, abs=1e-6)
+    assert wilcoxon(d).pvalue == pytest.approx(0.0131, abs=1e-4)
+    # Float noise of two equal MAEs is a tie, not the smallest win: dropped like an exact zero.
+    noisy = [1e-12, -1e-12, 1, -2, 3, 4, -5, 6, 7, 8]
+    assert stats.wilcoxon_p(noisy) == pytest.approx(wilcoxon(noisy[2:]).pvalue)
+    assert stats.wilcoxon_p(noisy) != pytest.approx(wilcoxon(noisy).pvalue)
+
+
 def test_wilcoxon_p_matches_scipy():
     from scipy.stats import wilcoxon
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ageest.config import default  # each loss key's default is the training config's
+from ageest.config import choices, default  # each loss key's default is the training config's
 
 Tensor = torch.Tensor
 
@@ -88,10 +88,13 @@ def gaussian_labels(target: Tensor, ages: Tensor, sigma: float) -> Tensor:
 def dldl_loss(logits: Tensor, target: Tensor, ages: Tensor, dldl_sigma: float = default("dldl_sigma")) -> Dict[str, Tensor]:
     """DLDL: KL(q || softmax(logits)), q the Gaussian label distribution around the true age.
 
-    Gao, Xing, Xie, Wu & Geng, "Deep Label Distribution Learning With Label Ambiguity", IEEE TIP
-    2017. dldl_sigma: the Gaussian's sd in years, default 2 as in Paplham & Franc's
-    reimplementation (CVPR 2024). logits: (N, K); target: (N,) ages in years; ages: (K,).
-    Returns {'loss', 'kl'} (nats, batch mean).
+    After Gao, Xing, Xie, Wu & Geng, "Deep Label Distribution Learning With Label Ambiguity", IEEE
+    TIP 2017, as DLDL-v2 (IJCAI 2018) and Paplham & Franc's reimplementation (CVPR 2024) compute it,
+    not as the 2017 code does: q is normalised over the class ages (the 2017 code feeds raw Gaussian
+    values, clipped at 1e-15) and the age is the expectation of p (the 2017 code predicts the argmax).
+    dldl_sigma: the Gaussian's sd in years, default 2 as in Paplham & Franc's code.
+    logits: (N, K); target: (N,) ages in years; ages: (K,).
+    Returns {'loss', 'kl'}: KL in nats, summed over the K ages, averaged over the N samples.
     """
     log_p = F.log_softmax(_at_least_fp32(logits), dim=1)
     q = gaussian_labels(target, ages, dldl_sigma).to(log_p.dtype)
@@ -108,17 +111,30 @@ def l1_loss(logits: Tensor, target: Tensor, ages: Tensor) -> Dict[str, Tensor]:
     return {"loss": l1, "l1": l1}
 
 
+DLDL_V2_KL_MEANS = choices("dldl_v2_kl_mean")
+
+
 def dldl_v2_loss(logits: Tensor, target: Tensor, ages: Tensor, dldl_sigma: float = default("dldl_sigma"),
-                 dldl_v2_lambda: float = default("dldl_v2_lambda")) -> Dict[str, Tensor]:
+                 dldl_v2_lambda: float = default("dldl_v2_lambda"),
+                 dldl_v2_kl_mean: str = default("dldl_v2_kl_mean")) -> Dict[str, Tensor]:
     """DLDL-v2: KL(q || p) + lambda * |E[a] - y|, label distribution plus expectation regression.
 
     Gao, Zhou, Wu & Geng, "Age Estimation Using Expectation of Label Distribution Learning",
-    IJCAI 2018: L = L_ld + lambda L_er, q DLDL's Gaussian (dldl_sigma, 2 years) and lambda 1 by
-    default, as in Paplham & Franc's reimplementation. logits: (N, K); target: (N,) ages in years; ages: (K,). Returns {'loss', 'kl', 'l1'}.
+    IJCAI 2018: L = L_ld + lambda L_er, q DLDL's Gaussian (dldl_sigma, 2 years), lambda 1.
+    The paper leaves the KL term's normalisation open, and it sets the balance of the two terms:
+    dldl_v2_kl_mean 'elements' averages the KL over all N*K (sample, age) elements, as the authors'
+    Torch code does (KLDivCriterion with sizeAverage; the L1 term averaged over N); 'samples' sums
+    it over the K ages and averages over N, as Paplham & Franc's reimplementation does, which makes
+    the KL term's gradient K times larger against the L1 term's.
+    logits: (N, K); target: (N,) ages in years; ages: (K,).
+    Returns {'loss', 'kl', 'l1'}: 'kl' is the per-sample KL (nats) whatever the normalisation.
     """
+    if dldl_v2_kl_mean not in DLDL_V2_KL_MEANS:
+        raise ValueError(f"dldl_v2_kl_mean must be one of {', '.join(DLDL_V2_KL_MEANS)} (got {dldl_v2_kl_mean!r})")
     kl = dldl_loss(logits, target, ages, dldl_sigma)["kl"]
     l1 = l1_loss(logits, target, ages)["l1"]
-    return {"loss": kl + dldl_v2_lambda * l1, "kl": kl, "l1": l1}
+    kl_term = kl / logits.shape[1] if dldl_v2_kl_mean == "elements" else kl
+    return {"loss": kl_term + dldl_v2_lambda * l1, "kl": kl, "l1": l1}
 
 
 SORD_DISTANCES: Dict[str, Callable[[Tensor], Tensor]] = {
@@ -145,16 +161,22 @@ def sord_loss(logits: Tensor, target: Tensor, ages: Tensor,
 
 
 def mean_residue_loss(logits: Tensor, target: Tensor, ages: Tensor, residue_lambda1: float = default("residue_lambda1"),
-                      residue_lambda2: float = default("residue_lambda2"), residue_k: int = default("residue_k")) -> Dict[str, Tensor]:
+                      residue_lambda2: float = default("residue_lambda2"), residue_k: int = default("residue_k"),
+                      residue_eps: float = default("residue_eps")) -> Dict[str, Tensor]:
     """Softmax CE + lambda1 * mean loss + lambda2 * residue loss (Zhao, Qian, Hou & Zeng,
     "Adaptive Mean-Residue Loss for Robust Facial Age Estimation", ICME 2022).
 
-    mean loss    = 1/2 (E[a] - y)^2, as Pan et al.'s (years^2);
-    residue loss = -sum_{k outside the top K} p_k log p_k, the entropy of the probabilities left
-                   outside the top K classes (nats), so mass concentrates on a few ages.
-    residue_k = 0 is the adaptive K of the authors' code: the top classes are those at least as
-    probable as the true age's, so K follows each sample. residue_k >= 1 fixes K (the paper's
-    plain mean-residue loss). Which classes are outside is not differentiated through.
+    mean loss    = 1/2 (E[a] - y)^2, as Pan et al.'s (years^2), batch mean;
+    residue loss = sum_k -(r_k + eps) log(r_k + eps), r_k = p_k for the classes outside the top K
+                   and 0 for the top K (nats, batch mean), so mass concentrates on a few ages.
+    From the paper: the three terms and the entropy of the classes outside the top K; residue_k >= 1
+    fixes K (the paper's plain mean-residue loss). From the authors' code (AMR-Loss,
+    residue_loss_adaptive_K.py), not the paper: residue_k = 0, the adaptive K, where the top classes
+    are those at least as probable as the true age's, so K follows each sample; residue_eps, the
+    1e-3 inside the log, added to every class's term (a kept class adds the constant -eps log eps,
+    no gradient); lambda2 = 0.05, what their FG-NET and CLAP experiment scripts pass (their argparse
+    default is 0.25). residue_eps = 0 gives the paper's exact entropy. Which classes are outside is
+    not differentiated through, as in their code.
     logits: (N, K); target: (N,) ages; ages: (K,). Returns {'loss', 'ce', 'mean', 'residue'}.
     """
     z = _at_least_fp32(logits)
@@ -170,7 +192,11 @@ def mean_residue_loss(logits: Tensor, target: Tensor, ages: Tensor, residue_lamb
             outside = torch.ones_like(p, dtype=torch.bool).scatter_(1, p.topk(residue_k, dim=1).indices, False)
         else:
             raise ValueError(f"residue_k must be 0 (adaptive) or 1 .. {p.shape[1] - 1} (got {residue_k})")
-    residue = -(p * log_p * outside).sum(dim=1).mean()
+    if residue_eps > 0:
+        r = p * outside + residue_eps
+        residue = -(r * r.log()).sum(dim=1).mean()
+    else:  # log p from log_softmax: exact where p underflows
+        residue = -(p * log_p * outside).sum(dim=1).mean()
     return {"loss": ce + residue_lambda1 * mean_l + residue_lambda2 * residue, "ce": ce, "mean": mean_l,
             "residue": residue}
 
@@ -266,8 +292,8 @@ LOSSES: Dict[str, LossSpec] = {
     "mean_variance": LossSpec(mean_variance_loss, ("lambda1", "lambda2")),
     "softmax": LossSpec(softmax_loss),
     "dldl": LossSpec(dldl_loss, ("dldl_sigma",)),
-    "dldl_v2": LossSpec(dldl_v2_loss, ("dldl_sigma", "dldl_v2_lambda")),
-    "mean_residue": LossSpec(mean_residue_loss, ("residue_lambda1", "residue_lambda2", "residue_k")),
+    "dldl_v2": LossSpec(dldl_v2_loss, ("dldl_sigma", "dldl_v2_lambda", "dldl_v2_kl_mean")),
+    "mean_residue": LossSpec(mean_residue_loss, ("residue_lambda1", "residue_lambda2", "residue_k", "residue_eps")),
     "sord": LossSpec(sord_loss, ("sord_distance",)),
     "l1": LossSpec(l1_loss),
     "coral": LossSpec(coral_loss, head=CoralHead, predict=coral_age),

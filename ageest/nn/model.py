@@ -1,4 +1,5 @@
-"""The network: a torchvision ResNet with the reference recipe's head, BatchNorm1d -> Dropout(0.5) -> Linear."""
+"""The network: a registered backbone (ageest.nn.backbones) with the reference head,
+BatchNorm1d -> Dropout(0.5) -> Linear, in place of its ImageNet classifier's last layer."""
 
 from __future__ import annotations
 
@@ -10,47 +11,82 @@ import torch.nn as nn
 import torchvision
 
 from ageest.errors import ConfigError
-
-_WEIGHTS = {
-    "resnet18": "ResNet18_Weights",
-    "resnet34": "ResNet34_Weights",
-    "resnet50": "ResNet50_Weights",
-}
+from ageest.nn.backbones import BACKBONES, TIMM_PREFIX
 
 
 def build_model(arch: str = "resnet34", num_classes: int = 70, pretrained: str = "none",
                 head: Callable[[int, int], nn.Module] = nn.Linear) -> nn.Module:
-    """ResNet backbone with head BatchNorm1d(F) -> Dropout(0.5) -> head(F, num_classes).
+    """A registered backbone with head BatchNorm1d(F) -> Dropout(0.5) -> head(F, num_classes) in
+    place of its classifier's last layer (F the features that layer took).
 
     pretrained: 'imagenet' (torchvision's weights from the local torch hub cache), 'none', or a
     path to a state-dict file (an ImageNet-style backbone, or a full model of this shape).
     head: the last layer's factory, a K-way Linear unless the loss has its own (its LossSpec.head).
+    The head's path is kept as `model.age_head` (a string) for head_parameters and the loaders.
     """
-    if arch not in _WEIGHTS:
+    if arch.startswith(TIMM_PREFIX):
+        model = _timm_body(arch[len(TIMM_PREFIX):], pretrained == "imagenet")
+    elif arch in BACKBONES:
+        model = getattr(torchvision.models, BACKBONES[arch].builder)(weights=None)
+        model.age_head = BACKBONES[arch].classifier
+        if pretrained == "imagenet":
+            _load_backbone(model, imagenet_state_dict(arch), "torchvision ImageNet weights")
+    else:
         raise ConfigError(f"config key 'arch': unknown architecture {arch!r}")
-    model = getattr(torchvision.models, arch)(weights=None)
-    if pretrained == "imagenet":
-        _load_backbone(model, imagenet_state_dict(arch), "torchvision ImageNet weights")
-    elif pretrained != "none":
+    if pretrained not in ("imagenet", "none"):
         _load_backbone(model, _read_state_dict(Path(pretrained)), str(pretrained))
-    features = model.fc.in_features
-    model.fc = nn.Sequential(nn.BatchNorm1d(features), nn.Dropout(0.5), head(features, num_classes))
+    features = _in_features(model.get_submodule(model.age_head))
+    parent, _, name = model.age_head.rpartition(".")
+    model.get_submodule(parent).register_module(
+        name, nn.Sequential(nn.BatchNorm1d(features), nn.Dropout(0.5), head(features, num_classes)))
     return model
 
 
 def head_parameters(model: nn.Module) -> list[nn.Parameter]:
-    return list(model.fc.parameters())
+    return list(model.get_submodule(model.age_head).parameters())
 
 
 def backbone_batchnorms(model: nn.Module) -> list[nn.Module]:
     """The BatchNorm layers outside the head: what a frozen backbone keeps in eval mode (freeze_bn)."""
-    head = set(model.fc.modules())
+    head = set(model.get_submodule(model.age_head).modules())
     return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m not in head]
+
+
+class _TimmNet(nn.Module):
+    # A timm model without its classifier (num_classes=0 gives pooled features), and a slot `fc`
+    # for the age head, so it is built, frozen and loaded like the torchvision ones.
+    age_head = "fc"
+
+    def __init__(self, body: nn.Module):
+        super().__init__()
+        self.body = body
+        self.fc = nn.Linear(body.num_features, 1)
+
+    def forward(self, x):
+        return self.fc(self.body(x))
+
+
+def _timm_body(name: str, pretrained: bool) -> nn.Module:
+    try:
+        import timm
+    except ImportError:
+        raise ConfigError(f"config key 'arch': timm:{name} needs timm (pip install 'ageest[timm]')") from None
+    try:
+        return _TimmNet(timm.create_model(name, pretrained=pretrained, num_classes=0))
+    except Exception as e:  # unknown name, or weights neither cached nor downloadable
+        raise ConfigError(f"config key 'arch': timm could not build {name!r} "
+                          f"{'with pretrained weights ' if pretrained else ''}({type(e).__name__}: {e})") from None
+
+
+def _in_features(layer: nn.Module) -> int:
+    if not isinstance(layer, nn.Linear):
+        raise TypeError(f"the registered classifier path is a {type(layer).__name__}, not a Linear layer")
+    return layer.in_features
 
 
 def imagenet_state_dict(arch: str) -> dict:
     """torchvision's ImageNet weights, from the hub cache if there, else downloaded once."""
-    weights = getattr(torchvision.models, _WEIGHTS[arch]).IMAGENET1K_V1
+    weights = torchvision.models.get_model_weights(BACKBONES[arch].builder).IMAGENET1K_V1
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
     if cached.is_file():
         return torch.load(cached, map_location="cpu", weights_only=True)
@@ -60,7 +96,7 @@ def imagenet_state_dict(arch: str) -> dict:
         raise ConfigError(
             f"ImageNet weights for {arch} are not in the torch hub cache ({cached}) and could not be "
             f"downloaded ({type(e).__name__}). On a machine with internet run: python -c \"import "
-            f"torchvision; torchvision.models.{arch}(weights='IMAGENET1K_V1')\" and copy {cached.name} "
+            f"torchvision; torchvision.models.{BACKBONES[arch].builder}(weights='IMAGENET1K_V1')\" and copy {cached.name} "
             f"to {cached.parent}, or set pretrained to a local .pth file or none") from None
 
 
@@ -80,8 +116,10 @@ def _read_state_dict(path: Path) -> dict:
 
 def _load_backbone(model: nn.Module, state: dict, source: str) -> None:
     # The classifier never transfers (1000 ImageNet classes, or another age range): load the rest.
-    state = {k.removeprefix("module."): v for k, v in state.items() if not k.startswith(("fc.", "module.fc."))}
-    own = {k: v for k, v in model.state_dict().items() if not k.startswith("fc.")}
+    cls = model.age_head + "."
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    state = {k: v for k, v in state.items() if not k.startswith(cls)}
+    own = {k: v for k, v in model.state_dict().items() if not k.startswith(cls)}
     missing = sorted(set(own) - set(state))
     bad = sorted(k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape))
     extra = sorted(k for k in set(state) - set(own) if not k.endswith("num_batches_tracked"))

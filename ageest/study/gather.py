@@ -184,17 +184,21 @@ def predictions_table(folds: list[Fold], prediction: str = "predicted_age") -> p
         p.insert(0, "seed", f.seed)
         p.insert(0, "loss", f.loss)
         p["subject"] = p["subject"].astype(int)
+        if "predicted_age_rounded" not in p.columns:
+            raise AgeestError(f"fold {f.label}: predictions.tsv has no predicted_age_rounded column")
         p["error"] = p[prediction].astype(float) - p["age"].astype(float)
         p["abs_error"] = p["error"].abs()
+        # CS(θ) counts integer predictions, as the literature does, whatever `prediction` is.
+        p["abs_error_rounded"] = (p["predicted_age_rounded"].astype(float) - p["age"].astype(float)).abs()
         rows.append(p)
     out = pd.concat(rows, ignore_index=True)
     cols = ["loss", "seed", "subject", "image", "age", "predicted_age", "predicted_std", "predicted_age_rounded",
-            "error", "abs_error"]
+            "error", "abs_error", "abs_error_rounded"]
     return out[[c for c in cols if c in out.columns] + [c for c in out.columns if c not in cols]]
 
 
 FOLDS_COLUMNS = ["loss", "seed", "subject", "n_test", "mae", "best_epoch", "val_mae", "seconds"]
-SUMMARY_COLUMNS = (["loss", "n_subjects", "images", "mae", "subject_mae_mean", "subject_mae_sd"]
+SUMMARY_COLUMNS = (["loss", "n_subjects", "images", "mae", "mae_rounded", "subject_mae_mean", "subject_mae_sd"]
                    + [f"cs_{t}" for t in THETAS])
 SEED_COLUMNS = ["n_seeds", "mae_seed_sd", "mae_ci_low", "mae_ci_high"]
 # Tables with one row per fold or image: their seed column is dropped when no method has two seeds.
@@ -247,10 +251,11 @@ def _summary_row(loss: str, seed: int, p: pd.DataFrame, per_subject, bands: list
         "n_subjects": int(p["subject"].nunique()),
         "images": len(p),
         "mae": stats.mae(p["abs_error"]),
+        "mae_rounded": stats.mae(p["abs_error_rounded"]),
         "subject_mae_mean": float(per_subject.mean()),
         "subject_mae_sd": float(per_subject.std(ddof=1)) if per_subject.size > 1 else math.nan,
     }
-    for t, v in stats.cumulative_score(p["abs_error"], THETAS).items():
+    for t, v in stats.cumulative_score(p["abs_error_rounded"], THETAS).items():
         row[f"cs_{t}"] = v
     by_band = stats.mae_by_band(p["age"], p["abs_error"], BAND_WIDTH)
     for b in bands:

@@ -186,7 +186,7 @@ def plot_cs_curves(summary: pd.DataFrame, seeds: pd.DataFrame, path: Path) -> No
     several = bool((summary["n_seeds"] > 1).any())
     ax.set_xlabel("Error level θ (years)")
     ax.set_ylabel("Cumulative score CS(θ) (% of test images)")
-    ax.set_title("Cumulative score: share of test images with |error| ≤ θ"
+    ax.set_title("Cumulative score: share of test images whose integer predicted age is within θ years"
                  + ("\n(mean over seeds; band: range over seeds)" if several else ""))
     ax.set_ylim(0, 100)
     ax.set_xticks(thetas)
