@@ -7,7 +7,7 @@ import importlib
 import sys
 
 from . import __version__
-from .errors import AgeestError
+from .errors import AgeestError, os_error_line
 
 # Each module has add_arguments(parser) and run(args) -> int.
 COMMANDS = {
@@ -71,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(importlib.import_module(COMMANDS[args.command]).run(args) or 0)
     except AgeestError as e:
         print(f"ageest {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # one no layer below turned into a message (a read, a log): still one line
+        print(f"ageest {args.command}: error: {os_error_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"ageest {args.command}: interrupted", file=sys.stderr)

@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import DataError
+from .errors import AgeestError, DataError, first_line
+from .io import write_bytes_atomic
 
 # Why a limit: a small compressed file can declare a huge image (a "decompression bomb": a 100 kB
 # PNG of 14000 x 14000 pixels decodes to 600 MB of RGB, more as 16-bit or float), and the cache
@@ -62,7 +63,7 @@ def load_rgb(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     except FileNotFoundError:
         raise DataError(f"{p}: file not found") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise DataError(f"{p}: cannot decode image ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        raise DataError(f"{p}: cannot decode image ({first_line(e)})") from None
 
 
 def to_rgb8(im: Image.Image) -> np.ndarray:
@@ -86,3 +87,18 @@ def scale_to_8bit(values: np.ndarray, mode: str) -> np.ndarray:
         v = values.astype(np.float64)
         top = _INT_RANGE[mode]
     return np.rint(np.clip(v / top, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def save_bgr(path: str | Path, bgr: np.ndarray) -> None:
+    """Write an OpenCV (BGR) image, encoded by the name's suffix, atomically: a full disk or an
+    unwritable folder is one line naming the file and the OS's reason (cv2.imwrite says only False)."""
+    import cv2
+
+    p = Path(path)
+    try:
+        ok, data = cv2.imencode(p.suffix or ".jpg", bgr)
+    except cv2.error:
+        ok = False
+    if not ok:
+        raise AgeestError(f"cannot write {p}: no image format for the suffix '{p.suffix}' (use .jpg or .png)")
+    write_bytes_atomic(p, data.tobytes())

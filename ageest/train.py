@@ -19,7 +19,7 @@ from .devices import resolve_device
 from .engine import EpochState, autocast_for, evaluate, precision_name, train_one_epoch, uses_bf16
 from .errors import AgeestError, DataError
 from .fgnet import data_fingerprint, scan_images
-from .io import check_writable, save_torch_atomic, write_json_atomic, write_text_atomic
+from .io import check_writable, remove_temporaries, save_torch_atomic, write_json_atomic, write_text_atomic
 from .losses import LOSSES, loss_spec
 from .model import backbone_batchnorms, build_model, head_parameters
 from .folds import fold_split, predictions_tsv, provenance
@@ -28,6 +28,7 @@ from .forkserver import process_start
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_ce", "train_mean", "train_var", "val_loss", "val_mae",
                    "lr", "seconds", "images_per_second", "val_seconds")
 STATE_FILE = "state.pt"
+FOLD_FILES = ("predictions.tsv", "history.tsv", "model.pt", "metrics.json")  # what a fold writes to --out
 
 
 class Interrupted(AgeestError):
@@ -51,6 +52,7 @@ def run_fold(images: str | Path, subject: int, loss: str, out: str | Path, confi
     images = Path(images)
     out = check_writable(out)
     state_path = check_writable(state_dir or out) / STATE_FILE
+    remove_temporaries([state_path, *(out / n for n in FOLD_FILES)])  # a killed run's half-written files
     records = scan_images(images)
     points_dir = Path(points) if points else default_points_dir(images)
     # With alignment the landmark files are part of the data: an edited .pts is another data set.
