@@ -139,7 +139,6 @@ def run(args: argparse.Namespace) -> int:
             tag = f" face {i} at {e.box}" if detect else ""
             print(f"{src}{tag}: age {e.age:.1f} (+/- {e.std:.1f})")
         dest = _output_path(src, args.output, many)
-        dest.parent.mkdir(parents=True, exist_ok=True)
         save_bgr(dest, annotate(rgb, estimates))
     if missing:
         raise DataError(f"no face found in {', '.join(missing)} (use --no-detect for aligned face crops)")
