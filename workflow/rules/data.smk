@@ -5,6 +5,7 @@
 
 from ageest.checksums import LANDMARKS, read_sums
 from ageest.fgnet import landmarks_digest, scan_images
+from ageest.rulelog import on_failure
 from ageest.landmarks import default_points_dir
 
 # Digests of the landmark files' bytes, as job parameters: edit, add or remove a `.pts` file and the
@@ -64,7 +65,8 @@ if DATA_RULE == "synth":
         log:
             "results/logs/data/synth.log",
         shell:
-            "ageest synth {output:q} --seed {params.seed} --subjects {params.subjects} > {log} 2>&1"
+            "ageest synth {output:q} --seed {params.seed} --subjects {params.subjects} > {log} 2>&1" + on_failure(
+                "ageest synth")
 
 
 if SUMS:
@@ -101,7 +103,7 @@ rule manifest:
     log:
         "results/logs/data/manifest.log",
     shell:
-        "ageest manifest --images {params.images:q} --out {output:q} > {log} 2>&1"
+        "ageest manifest --images {params.images:q} --out {output:q} > {log} 2>&1" + on_failure("ageest manifest")
 
 
 rule weights:
@@ -138,4 +140,4 @@ rule prepare:
         "results/logs/data/prepare.log",
     shell:
         "ageest prepare --images {params.images:q} --out {output.cache:q} --config {input.config:q} "
-        "> {log} 2>&1"
+        "> {log} 2>&1" + on_failure("ageest prepare")

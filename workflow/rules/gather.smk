@@ -1,5 +1,7 @@
 # Every fold -> tidy tables (folds, summary, seeds, comparison, predictions, history) -> plots.
 
+from ageest.rulelog import on_failure
+
 
 rule gather:
     localrule: True
@@ -28,7 +30,7 @@ rule gather:
     shell:
         "ageest gather {input.metrics:q} --out {params.outdir:q} --reference {params.reference} "
         "--prediction {params.prediction} --bootstrap {params.bootstrap} --seed {params.seed} "
-        "> {log} 2>&1"
+        "> {log} 2>&1" + on_failure("ageest gather")
 
 
 rule plots:
@@ -48,4 +50,4 @@ rule plots:
         "results/logs/plots.log",
     shell:
         "ageest plots --tables {params.tables:q} --out {params.outdir:q} "
-        "--reference {params.reference} > {log} 2>&1"
+        "--reference {params.reference} > {log} 2>&1" + on_failure("ageest plots")

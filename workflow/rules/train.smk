@@ -3,6 +3,10 @@
 # subject as 3 digits. Naming one fold's metrics.json as the target runs exactly that training job
 # (plus the data steps it needs, if not done yet).
 
+# A failed job's own message belongs where the user looks first: Snakemake's output and, on SLURM,
+# the job's log, not only in the rule's log: every shell rule ends with on_failure (ageest/rulelog.py).
+from ageest.rulelog import on_failure
+
 
 rule training_config:
     localrule: True
@@ -38,7 +42,7 @@ rule split:
         "results/logs/split/{subject}.log",
     shell:
         "ageest split --images {params.images:q} --leave-subject {params.subject} --out {output:q} "
-        "--config {input.config:q} > {log} 2>&1"
+        "--config {input.config:q} > {log} 2>&1" + on_failure("ageest split")
 
 
 rule train:
@@ -80,11 +84,7 @@ rule train:
         "--leave-subject {params.subject} --loss {wildcards.loss} --out {params.outdir:q} "
         "--config {input.config:q} --cache {input.cache:q} --split {input.split:q} "
         "--state-dir {params.state:q} "
-        "--set threads={params.torch_threads} --set seed={params.seed} > {log} 2>&1 "
-        # A failure's own message belongs where the user looks first: Snakemake's output and, on
-        # SLURM, the job's log, not only in the fold's log.
-        "|| {{ status=$?; echo \"ageest train failed (exit $status); the end of {log}:\" >&2; "
-        "tail -n 20 {log:q} >&2; exit $status; }}"
+        "--set threads={params.torch_threads} --set seed={params.seed} > {log} 2>&1" + on_failure("ageest train")
 
 
 rule baseline:
@@ -113,4 +113,4 @@ rule baseline:
     shell:
         "ageest baseline --images {params.images:q} --method {wildcards.baseline} "
         "--subjects {params.subjects} --out {params.root:q} --config {input.config:q} "
-        "--cache {input.cache:q} --split-dir {params.split_dir:q} > {log} 2>&1"
+        "--cache {input.cache:q} --split-dir {params.split_dir:q} > {log} 2>&1" + on_failure("ageest baseline")
