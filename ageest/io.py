@@ -32,6 +32,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise AgeestError(f"cannot write to {dest.parent}: {e.strerror or e}") from None
     try:
         os.fchmod(fd, new_file_mode())  # mkstemp's 0600 would hide results from collaborators
+    except OSError:
+        pass  # a file system without modes (some FUSE, CIFS mounts): nothing to give
     finally:
         os.close(fd)
     tmp_path = Path(tmp)

@@ -30,7 +30,7 @@ def header(what: str, how: str, log: str) -> str:
 def on_failure(what: str) -> str:
     """Shell text to append to a rule's `COMMAND > {log} 2>&1`: on failure, the report on stderr
     and the command's own status kept. Written for Snakemake's formatting ({log}, doubled braces)."""
-    how = ('if [ $status -gt 128 ]; then how="killed by SIG$(kill -l $((status - 128))) '
+    how = ('if [ $status -gt 128 ] && [ $status -le 192 ]; then how="killed by SIG$(kill -l $((status - 128))) '
            '(signal $((status - 128)))"; else how="exit $status"; fi')
     return (f" || {{{{ status=$?; {how}; echo \"{header(what, '$how', '{log}')}\" >&2; "
             f"tail -n {TAIL_LINES} {{log:q}} >&2; exit $status; }}}}")

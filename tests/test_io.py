@@ -47,6 +47,15 @@ def test_atomic_writes_get_the_mode_open_would(tmp_path, mask, mode):
         ["t.tsv", "m.json", "s.pt", "c.npy", "plain"], mode)
 
 
+def test_a_file_system_without_modes_still_gets_the_file(tmp_path, monkeypatch):
+    def no_modes(fd, mode):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "fchmod", no_modes)
+    write_text_atomic(tmp_path / "t.tsv", "a\n")
+    assert (tmp_path / "t.tsv").read_text() == "a\n"
+
+
 def _train_cmd(images, out, *extra, state=None):
     return [sys.executable, "-m", "ageest", "train", "--images", str(images), "--leave-subject", "2",
             "--loss", "softmax", "--out", str(out), *(["--state-dir", str(state)] if state else []),

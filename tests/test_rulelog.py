@@ -71,6 +71,8 @@ def test_success_says_nothing_and_the_tail_is_the_end(tmp_path):
     text = text.replace("{log:q}", shlex.quote("my log")).replace("{log}", "my log")
     ok = _run("echo fine > 'my log' 2>&1" + text, tmp_path)
     assert (ok.returncode, ok.stderr) == (0, "")
+    odd = _run("sh -c 'exit 255' > 'my log' 2>&1" + text, tmp_path)  # above 128, but no signal's
+    assert odd.returncode == 255 and odd.stderr.splitlines()[0] == "ageest x failed (exit 255); the end of my log:"
     long = _run("sh -c 'seq 1 100; exit 3' > 'my log' 2>&1" + text, tmp_path)
     assert long.returncode == 3
     assert long.stderr.splitlines() == ["ageest x failed (exit 3); the end of my log:"] + [
