@@ -214,3 +214,15 @@ def test_non_utf8_file_in_a_real_process(tmp_path):
     assert r.returncode == 2
     line = r.stderr.decode("utf-8")  # strict: valid UTF-8, the bytes shown as escapes
     assert line.count("\n") == 1 and "d\\xe9j\\xe0/images/001A03.JPG: cannot decode image" in line, line
+
+
+def test_an_os_error_no_layer_caught_is_one_line_in_the_cli(monkeypatch, capsys):
+    import ageest.splits
+    from ageest.cli import main
+
+    def unreadable(args):
+        raise PermissionError(13, "Permission denied", os.fsdecode(b"/data/caf\xe9/001A02.JPG"))
+
+    monkeypatch.setattr(ageest.splits, "run", unreadable)
+    assert main(["split", "--images", "x", "--leave-subject", "1", "--out", "y"]) == 2
+    assert capsys.readouterr().err == "ageest split: error: /data/caf\\xe9/001A02.JPG: Permission denied\n"
