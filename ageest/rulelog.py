@@ -8,11 +8,12 @@ goes where the user looks first (Snakemake's output; on SLURM, the job's log):
     <the last TAIL_LINES lines of the log>
 
 A job killed by a signal (an OOM kill, say) says so: "failed (killed by SIGKILL (signal 9))".
-Shell rules append `on_failure(...)` to their command; script rules run inside `logged_script`.
+Shell rules wrap their command in `reported(...)`; script rules run inside `logged_script`.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 import traceback
 from contextlib import contextmanager
@@ -34,6 +35,12 @@ def on_failure(what: str) -> str:
            '(signal $((status - 128)))"; else how="exit $status"; fi')
     return (f" || {{{{ status=$?; {how}; echo \"{header(what, '$how', '{log}')}\" >&2; "
             f"tail -n {TAIL_LINES} {{log:q}} >&2; exit $status; }}}}")
+
+
+def reported(command: str) -> str:
+    """A rule's shell `command` (`... ageest NAME ... > {log} 2>&1`) with `on_failure` appended,
+    the report naming `ageest NAME`. A call, not `+`: Snakemake's linter takes `+` for paths."""
+    return command + on_failure(re.search(r"\bageest [\w-]+", command).group(0))
 
 
 def tail(path: str | Path, n: int = TAIL_LINES) -> str:

@@ -5,8 +5,8 @@
 
 from ageest.checksums import LANDMARKS, read_sums
 from ageest.fgnet import landmarks_digest, scan_images
-from ageest.rulelog import on_failure
 from ageest.landmarks import default_points_dir
+from ageest.rulelog import reported
 
 # Digests of the landmark files' bytes, as job parameters: edit, add or remove a `.pts` file and the
 # parameter changes, so Snakemake reruns the job (and, after the cache, every fold).
@@ -65,8 +65,9 @@ if DATA_RULE == "synth":
         log:
             "results/logs/data/synth.log",
         shell:
-            "ageest synth {output:q} --seed {params.seed} --subjects {params.subjects} > {log} 2>&1" + on_failure(
-                "ageest synth")
+            reported(
+                "ageest synth {output:q} --seed {params.seed} --subjects {params.subjects} > {log} 2>&1"
+            )
 
 
 if SUMS:
@@ -103,7 +104,9 @@ rule manifest:
     log:
         "results/logs/data/manifest.log",
     shell:
-        "ageest manifest --images {params.images:q} --out {output:q} > {log} 2>&1" + on_failure("ageest manifest")
+        reported(
+            "ageest manifest --images {params.images:q} --out {output:q} > {log} 2>&1"
+        )
 
 
 rule weights:
@@ -139,5 +142,7 @@ rule prepare:
     log:
         "results/logs/data/prepare.log",
     shell:
-        "ageest prepare --images {params.images:q} --out {output.cache:q} --config {input.config:q} "
-        "> {log} 2>&1" + on_failure("ageest prepare")
+        reported(
+            "ageest prepare --images {params.images:q} --out {output.cache:q} --config {input.config:q} "
+            "> {log} 2>&1"
+        )

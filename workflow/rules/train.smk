@@ -4,8 +4,8 @@
 # (plus the data steps it needs, if not done yet).
 
 # A failed job's own message belongs where the user looks first: Snakemake's output and, on SLURM,
-# the job's log, not only in the rule's log: every shell rule ends with on_failure (ageest/rulelog.py).
-from ageest.rulelog import on_failure
+# the job's log, not only in the rule's log: every shell rule is reported(...) (ageest/rulelog.py).
+from ageest.rulelog import reported
 
 
 rule training_config:
@@ -41,8 +41,10 @@ rule split:
     log:
         "results/logs/split/{subject}.log",
     shell:
-        "ageest split --images {params.images:q} --leave-subject {params.subject} --out {output:q} "
-        "--config {input.config:q} > {log} 2>&1" + on_failure("ageest split")
+        reported(
+            "ageest split --images {params.images:q} --leave-subject {params.subject} --out {output:q} "
+            "--config {input.config:q} > {log} 2>&1"
+        )
 
 
 rule train:
@@ -80,11 +82,13 @@ rule train:
     benchmark:
         fold_path("results/benchmarks/train", suffix=".tsv")
     shell:
-        "TORCH_HOME={params.torch_home:q} AGEEST_FORK_SERVER={params.fork_server} ageest train --images {params.images:q} "
-        "--leave-subject {params.subject} --loss {wildcards.loss} --out {params.outdir:q} "
-        "--config {input.config:q} --cache {input.cache:q} --split {input.split:q} "
-        "--state-dir {params.state:q} "
-        "--set threads={params.torch_threads} --set seed={params.seed} > {log} 2>&1" + on_failure("ageest train")
+        reported(
+            "TORCH_HOME={params.torch_home:q} AGEEST_FORK_SERVER={params.fork_server} ageest train --images {params.images:q} "
+            "--leave-subject {params.subject} --loss {wildcards.loss} --out {params.outdir:q} "
+            "--config {input.config:q} --cache {input.cache:q} --split {input.split:q} "
+            "--state-dir {params.state:q} "
+            "--set threads={params.torch_threads} --set seed={params.seed} > {log} 2>&1"
+        )
 
 
 rule baseline:
@@ -111,6 +115,8 @@ rule baseline:
     log:
         "results/logs/baseline/{baseline}.log",
     shell:
-        "ageest baseline --images {params.images:q} --method {wildcards.baseline} "
-        "--subjects {params.subjects} --out {params.root:q} --config {input.config:q} "
-        "--cache {input.cache:q} --split-dir {params.split_dir:q} > {log} 2>&1" + on_failure("ageest baseline")
+        reported(
+            "ageest baseline --images {params.images:q} --method {wildcards.baseline} "
+            "--subjects {params.subjects} --out {params.root:q} --config {input.config:q} "
+            "--cache {input.cache:q} --split-dir {params.split_dir:q} > {log} 2>&1"
+        )
