@@ -7,7 +7,7 @@ import importlib
 import sys
 
 from ageest import __version__
-from ageest.errors import AgeestError
+from ageest.errors import AgeestError, os_error_line
 
 # Each module has add_arguments(parser) and run(args) -> int.
 COMMANDS = {
@@ -64,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(importlib.import_module(COMMANDS[args.command]).run(args) or 0)
     except AgeestError as e:
         print(f"ageest {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # one no layer below turned into a message (a read, a log): still one line
+        print(f"ageest {args.command}: error: {os_error_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"ageest {args.command}: interrupted", file=sys.stderr)

@@ -14,8 +14,9 @@ from ageest.pipeline.augment import center_crop, normalize
 from ageest.pipeline.cache import square_resize
 from ageest.config import Config, field_names, from_dict
 from ageest.train.devices import resolve_device
-from ageest.errors import AgeestError, DataError
+from ageest.errors import AgeestError, DataError, first_line
 from ageest.data.fgnet import load_rgb
+from ageest.data.imageio import save_bgr
 from ageest.nn.losses import Predict, loss_spec
 from ageest.nn.model import build_model
 
@@ -45,13 +46,14 @@ def load_model(path: str | Path, device: torch.device) -> FoldModel:
         ck = torch.load(p, map_location="cpu", weights_only=False)
         # Keys ageest no longer has (align_margin, never read) do not change how a model predicts.
         config = from_dict({k: v for k, v in ck["config"].items() if k in field_names()})
+        spec = loss_spec(ck["loss"])
+        model = build_model(config.arch, config.num_classes, "none", spec.head)
+        model.load_state_dict(ck["model"])  # damaged or mismatched weights fail here, one line too
     except AgeestError:
         raise
     except Exception as e:
-        raise AgeestError(f"{p} is not an ageest model file ({type(e).__name__})") from None
-    spec = loss_spec(ck["loss"])
-    model = build_model(config.arch, config.num_classes, "none", spec.head)
-    model.load_state_dict(ck["model"])
+        raise AgeestError(f"{p} is not an ageest model file ({type(e).__name__}: "
+                          f"{first_line(e)[:200]})") from None
     return FoldModel(model.to(device).eval(), config, spec.predict)
 
 
@@ -137,9 +139,7 @@ def run(args: argparse.Namespace) -> int:
             tag = f" face {i} at {e.box}" if detect else ""
             print(f"{src}{tag}: age {e.age:.1f} (+/- {e.std:.1f})")
         dest = _output_path(src, args.output, many)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if not cv2.imwrite(str(dest), annotate(rgb, estimates)):
-            raise AgeestError(f"cannot write {dest}")
+        save_bgr(dest, annotate(rgb, estimates))
     if missing:
         raise DataError(f"no face found in {', '.join(missing)} (use --no-detect for aligned face crops)")
     return 0

@@ -108,3 +108,68 @@ def test_aligned_crop_without_detection(aligned_model, synth_small, tmp_path, ca
 def test_missing_model(tmp_path, capsys):
     assert main(["predict", str(tmp_path / "x.jpg"), "--model", str(tmp_path / "none.pt")]) == 2
     assert "model file not found" in capsys.readouterr().err
+
+
+def _ages(out):
+    return [float(m["age"]) for m in map(LINE.match, out.splitlines()) if m]
+
+
+def test_phone_photo_stored_rotated_gives_two_ages(aligned_model, tmp_path, capsys):
+    """A phone held upright stores the pixels rotated and says so in EXIF (Orientation 6)."""
+    from PIL import Image
+
+    upright, _ = make_photo([(8, 12), (55, 13)], size=(640, 480), seed=2)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to show
+    Image.fromarray(np.ascontiguousarray(np.rot90(upright, 1))).save(tmp_path / "phone.jpg", quality=95,
+                                                                      exif=exif)
+    assert main(["predict", str(tmp_path / "phone.jpg"), "--model", str(aligned_model)]) == 0
+    assert len(_ages(capsys.readouterr().out)) == 2
+
+
+def test_16_bit_png_ages_like_its_8_bit_twin(aligned_model, tmp_path, capsys):
+    from PIL import Image
+
+    grey = make_photo([(8, 12), (55, 13)], size=(640, 480), seed=2)[0].mean(2).round().astype(np.uint8)
+    Image.fromarray(grey).save(tmp_path / "8bit.png")
+    Image.frombytes("I;16", grey.shape[::-1], (grey.astype("<u2") * 257).tobytes()).save(tmp_path / "16bit.png")
+    ages = []
+    for name in ("8bit.png", "16bit.png"):
+        assert main(["predict", str(tmp_path / name), "--model", str(aligned_model)]) == 0, name
+        ages.append(_ages(capsys.readouterr().out))
+    assert len(ages[0]) == 2 and len(ages[1]) == 2
+    assert np.abs(np.subtract(*ages)).max() <= 0.5, ages
+
+
+def _one_line(capsys, argv, match):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and re.search(match, err), err
+
+
+def test_damaged_model_file_is_one_line(aligned_model, tmp_path, capsys):
+    import torch
+
+    ck = torch.load(aligned_model, weights_only=False)
+    photo, _ = _photo(tmp_path, [(30, 11)], "one.jpg")
+    torch.save({**ck, "model": {k: v[:1] if v.dim() else v for k, v in ck["model"].items()}}, tmp_path / "shapes.pt")
+    _one_line(capsys, ["predict", str(photo), "--model", str(tmp_path / "shapes.pt")],
+              r"shapes\.pt is not an ageest model file \(RuntimeError: Error\(s\) in loading state_dict")
+    (tmp_path / "cut.pt").write_bytes(aligned_model.read_bytes()[:5000])
+    _one_line(capsys, ["predict", str(photo), "--model", str(tmp_path / "cut.pt")],
+              r"cut\.pt is not an ageest model file \(\w+Error: ")
+
+
+def test_huge_photo_is_refused_in_one_line(aligned_model, tmp_path, capsys):
+    from PIL import Image
+
+    Image.new("1", (14000, 14000)).save(tmp_path / "huge.png")
+    _one_line(capsys, ["predict", str(tmp_path / "huge.png"), "--model", str(aligned_model)],
+              r"ageest predict: error: .*huge\.png: 14000 x 14000 pixels is more than the limit of 64 megapixels")
+
+
+def test_unwritable_annotated_copy_names_the_reason(aligned_model, tmp_path, capsys):
+    photo, _ = _photo(tmp_path, [(30, 11)], "one.jpg")
+    (tmp_path / "file").write_text("x")
+    _one_line(capsys, ["predict", str(photo), "--model", str(aligned_model), "--output", str(tmp_path / "file" / "a.jpg")],
+              r"ageest predict: error: cannot write to \S*/file: File exists$")

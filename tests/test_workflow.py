@@ -345,6 +345,41 @@ def test_download_unpack_verify(tmp_path, fake):
     assert "Rule: download" not in out and "rule download" not in out
 
 
+def test_data_rule_failures_show_their_line_on_the_console(tmp_path, fake):
+    """A truncated JPEG (manifest, a shell rule) and a broken archive (unpack, a script rule): the
+    error line itself in Snakemake's output, under the rule's report, not only in the log."""
+    import shutil
+
+    root = shutil.copytree(fake[0].parent, tmp_path / "FGNET")
+    victim = root / "images" / "005A09.JPG"
+    victim.write_bytes(victim.read_bytes()[:100])
+    over = write_yaml(tmp_path / "over.yaml", {"data": {"images": str(root / "images"), "sha256": None}})
+    rc, out = snakemake(tmp_path / "w1", "results/data/manifest.tsv", "--configfile", CONFIG, over, "--cores", "1")
+    report = "ageest manifest failed (exit 2); the end of results/logs/data/manifest.log:\n"
+    assert rc != 0 and report + f"ageest manifest: error: {victim}: cannot decode image" in out, out
+
+    (tmp_path / "FGNET.zip").write_bytes(b"PK not really a zip")
+    sums = write_sums(fake[0], tmp_path / "sums.sha256")  # the subjects, known before the download
+    over = write_yaml(tmp_path / "over2.yaml", {"data": {"url": (tmp_path / "FGNET.zip").as_uri(), "sha256": str(sums)}})
+    rc, out = snakemake(tmp_path / "w2", "results/data/manifest.tsv", "--configfile", CONFIG, over, "--cores", "1")
+    assert rc != 0 and "rule unpack failed (exit 1); the end of results/logs/data/unpack.log:" in out, out
+    assert "zipfile.BadZipFile: File is not a zip file" in out, out
+
+
+def test_a_file_name_that_is_not_utf8_is_shown_escaped(tmp_path, fake):
+    """Snakemake's logger refuses lone surrogates (UnicodeEncodeError): the name comes escaped."""
+    import os
+    import shutil
+
+    root = shutil.copytree(fake[0].parent, tmp_path / "FGNET")
+    shutil.copy(root / "images" / "001A02.JPG", os.fsdecode(bytes(root / "images") + b"/00\xff1A03.JPG"))
+    over = write_yaml(tmp_path / "over.yaml", {"data": {"images": str(root / "images"), "sha256": None}})
+    rc, out = snakemake(tmp_path / "w", "--configfile", CONFIG, over, "--cores", "1")
+    assert rc != 0 and "config error: data.images: " in out, out
+    assert "00\\xff1A03.JPG: not an FG-NET image name" in out, out
+    assert "UnicodeEncodeError" not in out and "Logging error" not in out, out
+
+
 def test_edited_landmark_file_rebuilds_the_cache_and_reruns_the_folds(tmp_path, fake):
     import shutil
 

@@ -8,9 +8,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-from PIL import Image, UnidentifiedImageError
-
+from ageest.data.imageio import load_rgb  # noqa: F401  (the one decoder; imported from here by callers)
 from ageest.errors import DataError
 from ageest.io import write_text_atomic
 
@@ -84,22 +82,6 @@ def scan_images(images_dir: str | Path, check_decode: bool = False) -> list[Reco
         for r in records:
             load_rgb(r.path)
     return sorted(records, key=lambda r: (r.subject, r.age, r.suffix))
-
-
-def load_rgb(path: str | Path) -> np.ndarray:
-    """An image as RGB uint8 (H, W, 3), whatever it is on disk (FG-NET mixes greyscale and RGB).
-
-    A corrupt, truncated or non-image file raises DataError naming it.
-    """
-    p = Path(path)
-    try:
-        with Image.open(p) as im:
-            im.load()  # decode fully now so truncation is caught here, not mid-training
-            return np.asarray(im.convert("RGB"))
-    except FileNotFoundError:
-        raise DataError(f"{p}: file not found") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise DataError(f"{p}: cannot decode image ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
 
 
 def subjects_of(records: list[Record]) -> list[int]:

@@ -23,7 +23,7 @@ import numpy as np
 from ageest.config import Config, add_config_arguments, load_config
 from ageest.errors import DataError
 from ageest.data.fgnet import Record, data_fingerprint, landmarks_digest, load_rgb, scan_images
-from ageest.io import atomic_path, write_json_atomic
+from ageest.io import atomic_path, remove_temporaries, write_json_atomic
 from ageest.data.landmarks import default_points_dir  # re-exported: train and baselines import it from here
 
 CACHE_VERSION = 1
@@ -143,6 +143,7 @@ def open_cache(path: str | Path, records: Sequence[Record], config: Config, poin
         if meta is None:
             if not build:
                 raise DataError(f"preprocessing cache not found: {path} (run `ageest prepare`)")
+            remove_temporaries([path, path.with_name(path.name + ".json")])  # a killed build's, we hold the lock
             arr, fell_back = build_array(records, config, points_dir)
             with atomic_path(path) as tmp:
                 with open(tmp, "wb") as f:

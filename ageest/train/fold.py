@@ -21,7 +21,7 @@ from ageest import __version__
 from ageest.config import Config, add_config_arguments, load_config
 from ageest.data.fgnet import data_fingerprint, scan_images
 from ageest.errors import AgeestError, DataError
-from ageest.io import check_writable, save_torch_atomic, write_json_atomic, write_text_atomic
+from ageest.io import check_writable, remove_temporaries, save_torch_atomic, write_json_atomic, write_text_atomic
 from ageest.nn.losses import LOSSES, LossSpec, loss_spec
 from ageest.nn.model import backbone_batchnorms, build_model, head_parameters
 from ageest.pipeline.cache import default_cache_path, default_points_dir, open_cache
@@ -34,6 +34,7 @@ from ageest.train.usage import FoldUsage, process_start
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_ce", "train_mean", "train_var", "val_loss", "val_mae",
                    "lr", "seconds", "images_per_second", "val_seconds")
+FOLD_FILES = ("predictions.tsv", "history.tsv", "model.pt", "metrics.json")  # what a fold writes to --out
 
 
 class Interrupted(AgeestError):
@@ -118,6 +119,7 @@ def prepare_fold(images, subject: int, loss: str, out, config: Config, *, cache=
     images = Path(images)
     out = check_writable(out)
     state_path = check_writable(state_dir or out) / STATE_FILE
+    remove_temporaries([state_path, *(out / n for n in FOLD_FILES)])  # a killed run's half-written files
     records = scan_images(images)
     points_dir = Path(points) if points else default_points_dir(images)
     # With alignment the landmark files are part of the data: an edited .pts is another data set.

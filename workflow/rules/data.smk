@@ -6,6 +6,7 @@
 from ageest.data.checksums import LANDMARKS, read_sums
 from ageest.data.fgnet import landmarks_digest, scan_images
 from ageest.data.landmarks import default_points_dir
+from ageest.rulelog import reported
 
 # Digests of the landmark files' bytes, as job parameters: edit, add or remove a `.pts` file and the
 # parameter changes, so Snakemake reruns the job (and, after the cache, every fold).
@@ -64,7 +65,9 @@ if DATA_RULE == "synth":
         log:
             "results/logs/data/synth.log",
         shell:
-            "ageest synth {output:q} --seed {params.seed} --subjects {params.subjects} > {log} 2>&1"
+            reported(
+                "ageest synth {output:q} --seed {params.seed} --subjects {params.subjects} > {log} 2>&1"
+            )
 
 
 if SUMS:
@@ -101,7 +104,9 @@ rule manifest:
     log:
         "results/logs/data/manifest.log",
     shell:
-        "ageest manifest --images {params.images:q} --out {output:q} > {log} 2>&1"
+        reported(
+            "ageest manifest --images {params.images:q} --out {output:q} > {log} 2>&1"
+        )
 
 
 rule weights:
@@ -136,5 +141,7 @@ rule prepare:
     log:
         "results/logs/data/prepare.log",
     shell:
-        "ageest prepare --images {params.images:q} --out {output.cache:q} --config {input.config:q} "
-        "> {log} 2>&1"
+        reported(
+            "ageest prepare --images {params.images:q} --out {output.cache:q} --config {input.config:q} "
+            "> {log} 2>&1"
+        )

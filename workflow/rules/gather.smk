@@ -1,5 +1,7 @@
 # Every fold -> tidy tables (folds, summary, seeds, comparison, predictions, history) -> plots.
 
+from ageest.rulelog import reported
+
 
 rule gather:
     localrule: True
@@ -26,9 +28,11 @@ rule gather:
     log:
         "results/logs/gather.log",
     shell:
-        "ageest gather {input.metrics:q} --out {params.outdir:q} --reference {params.reference} "
-        "--prediction {params.prediction} --bootstrap {params.bootstrap} --seed {params.seed} "
-        "> {log} 2>&1"
+        reported(
+            "ageest gather {input.metrics:q} --out {params.outdir:q} --reference {params.reference} "
+            "--prediction {params.prediction} --bootstrap {params.bootstrap} --seed {params.seed} "
+            "> {log} 2>&1"
+        )
 
 
 rule plots:
@@ -47,5 +51,7 @@ rule plots:
     log:
         "results/logs/plots.log",
     shell:
-        "ageest plots --tables {params.tables:q} --out {params.outdir:q} "
-        "--reference {params.reference} > {log} 2>&1"
+        reported(
+            "ageest plots --tables {params.tables:q} --out {params.outdir:q} "
+            "--reference {params.reference} > {log} 2>&1"
+        )

@@ -5,6 +5,10 @@
 # job per loss, seed and K consecutive subjects (rule train_FIRST_LAST), which trains its folds one
 # after another in one process; each fold's outputs stay declared.
 
+# A failed job's own message belongs where the user looks first: Snakemake's output and, on SLURM,
+# the job's log, not only in the rule's log: every shell rule is reported(...) (ageest/rulelog.py).
+from ageest.rulelog import reported
+
 
 rule training_config:
     localrule: True
@@ -39,8 +43,10 @@ rule split:
     log:
         "results/logs/split/{subject}.log",
     shell:
-        "ageest split --images {params.images:q} --leave-subject {params.subject} --out {output:q} "
-        "--config {input.config:q} > {log} 2>&1"
+        reported(
+            "ageest split --images {params.images:q} --leave-subject {params.subject} --out {output:q} "
+            "--config {input.config:q} > {log} 2>&1"
+        )
 
 
 for chunk in STUDY.chunks if STUDY.folds_per_job > 1 else [None]:
@@ -85,15 +91,13 @@ for chunk in STUDY.chunks if STUDY.folds_per_job > 1 else [None]:
             fold_path("results/benchmarks/train",
                       subject=f"{sid(chunk[0])}-{sid(chunk[-1])}" if chunk else "{subject}", suffix=".tsv")
         shell:
-            "TORCH_HOME={params.torch_home:q} ageest train --images {params.images:q} "
-            "--leave-subject {params.subjects} --loss {wildcards.loss} --out {params.outdir:q} "
-            "--config {input.config:q} --cache {input.cache:q} --split {params.split:q} "
-            "--state-dir {params.state:q} "
-            "--set threads={params.torch_threads} --set seed={params.seed} > {log} 2>&1 "
-            # A failure's own message belongs where the user looks first: Snakemake's output and, on
-            # SLURM, the job's log, not only in the fold's log.
-            "|| {{ status=$?; echo \"ageest train failed (exit $status); the end of {log}:\" >&2; "
-            "tail -n 20 {log:q} >&2; exit $status; }}"
+            reported(
+                "TORCH_HOME={params.torch_home:q} ageest train --images {params.images:q} "
+                "--leave-subject {params.subjects} --loss {wildcards.loss} --out {params.outdir:q} "
+                "--config {input.config:q} --cache {input.cache:q} --split {params.split:q} "
+                "--state-dir {params.state:q} "
+                "--set threads={params.torch_threads} --set seed={params.seed} > {log} 2>&1"
+            )
 
 
 rule baseline:
@@ -120,6 +124,8 @@ rule baseline:
     log:
         "results/logs/baseline/{baseline}.log",
     shell:
-        "ageest baseline --images {params.images:q} --method {wildcards.baseline} "
-        "--subjects {params.subjects} --out {params.root:q} --config {input.config:q} "
-        "--cache {input.cache:q} --split-dir {params.split_dir:q} > {log} 2>&1"
+        reported(
+            "ageest baseline --images {params.images:q} --method {wildcards.baseline} "
+            "--subjects {params.subjects} --out {params.root:q} --config {input.config:q} "
+            "--cache {input.cache:q} --split-dir {params.split_dir:q} > {log} 2>&1"
+        )
