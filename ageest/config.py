@@ -9,6 +9,7 @@ tools/config_docs.py and checked byte for byte by tests/test_config.py) all read
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -25,11 +26,12 @@ OPERATIONAL_KEYS = frozenset({"device", "threads", "save_model", "keep_checkpoin
 
 
 def key(default: Any, doc: str, *, choices: tuple = (), low: float | None = None, high: float | None = None,
-        low_open: bool = False, high_open: bool = False, rule: str = "") -> Any:
+        low_open: bool = False, high_open: bool = False, rule: str = "", inf_ok: bool = False) -> Any:
     """A Config field: its default, one-line doc, allowed `choices` or range [low, high] (an open
-    end with low_open/high_open), and `rule`, the words for a check written in `_validate`."""
+    end with low_open/high_open), and `rule`, the words for a check written in `_validate`. A
+    float key is finite unless `inf_ok` (where infinity means "never")."""
     meta = {"doc": doc, "choices": choices, "low": low, "high": high, "low_open": low_open,
-            "high_open": high_open, "rule": rule}
+            "high_open": high_open, "rule": rule, "inf_ok": inf_ok}
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -82,7 +84,7 @@ class Config:
     pipeline: str = key("fast", "`fast`: the cached uint8 array, augmented in whole batches on the device; `plain`: the reference recipe's per-sample PIL pipeline in DataLoader workers (the reference the fast one is checked against)", choices=("fast", "plain"))
     save_model: bool = key(True, "write model.pt beside the fold's outputs (the workflow sets it from `keep_models`)")
     keep_checkpoint: bool = key(False, "keep the resumable state after the fold finishes")
-    checkpoint_every_s: float = key(0.0, "save the resumable state at an epoch's end only when the last save is at least this many seconds old; `0`: every epoch", low=0)
+    checkpoint_every_s: float = key(0.0, "save the resumable state at an epoch's end only when the last save is at least this many seconds old; `0`: every epoch; `.inf`: only when stopped", low=0, inf_ok=True)
     folds_per_gpu: int = key(1, "fold jobs sharing one GPU: with `device: auto` each locks one of this many slots per GPU; run with `--resources gpu=K×GPUs`", low=1)
 
     def __post_init__(self) -> None:
@@ -152,6 +154,8 @@ def _validate(c: Config) -> None:
         typ = _base_type(f)
         if typ is float:
             need(isinstance(v, (int, float)) and not isinstance(v, bool), f.name, "must be a number")
+            # inf and nan pass range checks like `> 0` and fail a fold only at its first step.
+            need(math.isfinite(v) or (v == math.inf and f.metadata["inf_ok"]), f.name, "must be a finite number")
         elif typ is int:
             need(isinstance(v, int) and not isinstance(v, bool), f.name, "must be an integer")
         elif typ is bool:

@@ -66,6 +66,18 @@ def test_age_grid_is_one_class_per_year():
     assert str(ages.dtype) == "torch.float32"
 
 
+def test_non_finite_numbers_are_refused_but_never_checkpointing_is_infinity():
+    import math
+
+    for key in ("lr", "lambda1", "dldl_sigma", "rotate"):
+        for bad in (math.inf, math.nan):
+            with pytest.raises(ConfigError, match=f"config key '{key}': must be a finite number"):
+                Config(**{key: bad})
+    assert Config(checkpoint_every_s=math.inf).checkpoint_every_s == math.inf
+    with pytest.raises(ConfigError, match="checkpoint_every_s': must be a finite number"):
+        Config(checkpoint_every_s=math.nan)
+
+
 # --- one source: each key is a field of Config; the README table and the loss defaults follow it ---
 
 

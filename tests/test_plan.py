@@ -98,12 +98,35 @@ def test_torch_threads_and_the_input_left_unchanged(tmp_path):
     ({"training": {"device": "cpu"}, "resources": {"gpu": True}}, "resources.gpu"),
     ({"resources": {"folds_per_job": 0}}, "resources.folds_per_job"),
     ({"data": {"sha256": "no-such.sha256"}}, "data.sha256"),
+    # The same fold twice, once the types agree: refused at parse, not by gather after training.
+    ({"subjects": [1, "1", 2]}, "subjects"),
+    ({"losses": ["mean_variance", "softmax", "mean_variance"]}, "losses"),
+    ({"baselines": ["mean", "mean"]}, "baselines"),
+    ({"seeds": [0, "0"]}, "seeds"),
+    # Non-finite numbers pass `> 0` and would fail every fold at its first step.
+    ({"training": {"lr": float("inf")}}, "training.lr"),
+    ({"training": {"lambda1": float("nan")}}, "training.lambda1"),
 ])
 def test_bad_config_names_the_key(fake, override, key):
     over = merged({"data": {"images": str(fake)}}, override)
     with pytest.raises(ConfigError) as e:
         plan(CONFIG, over)
     assert ", ".join(e.value.keys) == key, e.value
+
+
+def test_repeats_and_non_finite_numbers_say_why(fake):
+    with pytest.raises(ConfigError, match=r"\[1, 1, 2\] lists 1 more than once"):
+        plan(CONFIG, {"data": {"images": str(fake)}, "subjects": [1, "1", 2]})
+    with pytest.raises(ConfigError, match="config key 'lr': must be a finite number"):
+        plan(CONFIG, {"data": {"images": str(fake)}, "training": {"lr": float("inf")}})
+
+
+def test_numbers_spelt_like_1e_3_plan_as_numbers(fake):
+    # YAML 1.1 (PyYAML, Snakemake's loader) reads 1e-3 as a string: the plan reads it as Config does.
+    over = yaml.safe_load("training: {lr: 1e-3, lambda2: 5e-2}")
+    assert over["training"]["lr"] == "1e-3"
+    s = plan(CONFIG, merged({"data": {"images": str(fake)}}, over))
+    assert s.training["lr"] == 0.001 and s.training["lambda2"] == 0.05
 
 
 def test_missing_subjects_are_named(fake):

@@ -136,6 +136,8 @@ def _losses(config: dict) -> list[str]:
     if config["losses"] == "all":
         # Every registered loss, in the registry's order: a study that grows with the registry.
         config["losses"] = list(LOSS_NAMES)
+    _no_repeats(config["losses"], "losses")
+    _no_repeats(config["baselines"], "baselines")
     for name in config["losses"]:
         if name not in LOSS_NAMES:
             raise ConfigError(f"unknown loss '{name}' (known: {', '.join(sorted(LOSS_NAMES))})", "losses")
@@ -156,10 +158,11 @@ def _training(config: dict) -> dict:
     if "save_model" in training:
         raise ConfigError("set keep_models instead (it decides whether model.pt is kept)", "training.save_model")
     try:
-        from_dict(training)
+        resolved = from_dict(training).to_dict()
     except ConfigError as e:
         raise ConfigError(str(e), *(f"training.{k}" for k in e.keys or ("",))) from None
-    return training
+    # The values as Config reads them (YAML 1.1 reads 1e-3 as a string; Config as the number).
+    return {k: resolved[k] for k in training}
 
 
 def _seeds(config: dict, training: dict) -> list[int]:
@@ -168,9 +171,16 @@ def _seeds(config: dict, training: dict) -> list[int]:
     if config["seeds"] is None:
         return [from_dict(training).seed]
     seeds = [int(s) for s in config["seeds"]]  # --config seeds=[0,1] gives strings
-    if len(set(seeds)) != len(seeds):
-        raise ConfigError(f"{config['seeds']} lists a seed twice", "seeds")
+    _no_repeats(seeds, "seeds")
     return seeds
+
+
+def _no_repeats(values: list, key: str) -> None:
+    """A ConfigError naming `key` where a value comes twice (values already of one type): the same
+    fold would be planned twice, and gather would refuse the study only after it trained."""
+    twice = sorted({str(v) for v in values if values.count(v) > 1})
+    if twice:
+        raise ConfigError(f"{values} lists {', '.join(twice)} more than once", key)
 
 
 def _data_rule(config: dict, images: str) -> str | None:
@@ -227,6 +237,7 @@ def _selected(wanted: Any, every: list[int]) -> list[int]:
     if wanted == "all":
         return every
     wanted = [int(s) for s in wanted]  # --config subjects=[1,2] gives strings
+    _no_repeats(wanted, "subjects")
     missing = sorted(set(wanted) - set(every))
     if missing:
         raise ConfigError(f"subject(s) {', '.join(map(str, missing))} not in the data ({len(every)} subjects: "
