@@ -51,6 +51,14 @@ def test_real_study_on_a_given_folder(fake):
     assert s.training["save_model"] is False and s.weights_arch() == "resnet34"
 
 
+def test_the_papers_setting_plans_vgg16_from_imagenet(fake):
+    paper = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
+    s = plan(paper, {"data": {"images": str(fake)}})
+    assert s.training["arch"] == "vgg16" and s.weights_arch() == "vgg16" and s.gpu
+    assert s.losses == ["mean_variance", "softmax"] and s.subjects == sorted(FAKE)
+    assert (s.training["lambda1"], s.training["lambda2"], s.training["image_size"]) == (0.2, 0.05, 224)
+
+
 def test_default_config_without_data_downloads_and_plans_all_82(tmp_path):
     s = plan(CONFIG, cwd=tmp_path)
     assert s.data_rule == "download" and len(s.subjects) == 82
