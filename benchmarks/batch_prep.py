@@ -18,6 +18,8 @@ import time
 import torch
 import torch.nn.functional as F
 
+from suite import add_suite_arguments, alternate, median_ratio, write_figures
+
 from ageest.pipeline.augment import _imagenet_normalize_, affine_params, augment_batch
 
 
@@ -38,23 +40,33 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[112, 224])
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=9)
+    add_suite_arguments(ap)
     args = ap.parse_args()
+    if args.quick:
+        args.sizes, args.batch_size, args.rounds = [32], 8, 1
     print(f"{os.cpu_count()} cores, {torch.get_num_threads()} threads, torch {torch.__version__}; "
           f"ms per batch of {args.batch_size}, median of {args.rounds} rounds")
+    rows = []
     for size in args.sizes:
         resize = round(size * 256 / 224)
         x = torch.randint(0, 256, (args.batch_size, resize, resize, 3), dtype=torch.uint8)
         same = (before(x, size, torch.Generator().manual_seed(0)) - after(x, size, torch.Generator().manual_seed(0)))
-        times = {before: [], after: []}
-        for r in range(args.rounds + 1):
-            for f in times:
+        def timed(f):
+            def ms() -> float:
                 t0 = time.perf_counter()
-                f(x, size, torch.Generator().manual_seed(r))
-                if r:  # the first round allocates: not counted
-                    times[f].append(1000 * (time.perf_counter() - t0))
-        b, a = (statistics.median(times[f]) for f in (before, after))
-        print(f"{size:>5} px: before {b:6.1f} ms, after {a:6.1f} ms ({b / a:.1f}x; largest difference in "
+                f(x, size, torch.Generator().manual_seed(0))
+                return 1000 * (time.perf_counter() - t0)
+            return ms
+
+        # The first round allocates: not counted.
+        times = alternate({"before": timed(before), "after": timed(after)}, args.rounds, warmup=True)
+        b, a = (statistics.median(times[k]) for k in ("before", "after"))
+        ratio = median_ratio(times["before"], times["after"])
+        print(f"{size:>5} px: before {b:6.1f} ms, after {a:6.1f} ms ({ratio:.1f}x; largest difference in "
               f"the batch {same.abs().max().item():.3g}, load {os.getloadavg()[0]:.1f})", flush=True)
+        rows.append({"size": size, "before_ms": b, "after_ms": a, "ratio": ratio,
+                     "max_difference": same.abs().max().item(), "load": os.getloadavg()[0]})
+    write_figures(args.out, rows)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,13 @@
 """Wall time of the demo study (`config/demo.yaml`, Snakemake included), from an empty folder.
 
-Side by side in one run: a subset of the demo (first N subjects x both losses) with ageest's fast
-path and with the seed-style pipeline (per-sample PIL in DataLoader workers, fp32), then, unless
---subset-only, the whole demo (every subject x both losses) with the fast path.
+Side by side, in alternating rounds: a subset of the demo (the first N subjects x both losses)
+with ageest's fast path and with the reference recipe's pipeline (per-sample PIL in DataLoader
+workers, fp32); then, unless --subset-only, the whole demo once. With --against TREE, instead: the
+whole demo (with --subset-only, the subset) from this checkout and from TREE (another checkout,
+e.g. `git worktree add` of an older commit), in alternating rounds, with the median ratio (TREE / this).
 
     python benchmarks/demo_walltime.py --cores 4
+    python benchmarks/demo_walltime.py --cores 2 --against /tmp/ageest-before --rounds 1 --keep /tmp/demo-ab
 """
 
 from __future__ import annotations
@@ -18,22 +21,29 @@ import tempfile
 import time
 from pathlib import Path
 
+from suite import add_suite_arguments, alternate, median_ratio, write_figures
+
 ROOT = Path(__file__).resolve().parents[1]
-SEED_STYLE = "training:\n  pipeline: plain\n  precision: fp32\n  channels_last: false\n"
+REFERENCE_STYLE = "training:\n  pipeline: plain\n  precision: fp32\n  channels_last: false\n"
 
 
-def snakemake(workdir: Path, cores: int, extra_configs: list[Path]) -> float:
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
+def snakemake(tree: Path, workdir: Path, cores: int, extra_configs: list[Path]) -> float:
+    """Seconds the demo takes from `tree` (its Snakefile and its ageest) in the empty `workdir`."""
+    shutil.rmtree(workdir, ignore_errors=True)
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(tree / "Snakefile"), "--directory", str(workdir),
            "--cores", str(cores), "--resources", "gpu=1", "--quiet", "all",
-           "--configfile", str(ROOT / "config" / "demo.yaml"), *map(str, extra_configs)]
+           "--configfile", str(tree / "config" / "demo.yaml"), *map(str, extra_configs)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree), os.environ.get("PYTHONPATH", "")])}
     t0 = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if r.returncode:
-        raise SystemExit(f"snakemake failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+        logs = sorted((workdir / ".snakemake" / "log").glob("*.log"))
+        raise SystemExit(f"snakemake failed in {workdir}:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}\n"
+                         + (logs[-1].read_text()[-3000:] if logs else ""))
     return time.perf_counter() - t0
 
 
-def merged(tmp: Path, name: str, text: str) -> Path:
+def written(tmp: Path, name: str, text: str) -> Path:
     # A later --configfile is merged into the demo's: nested keys override one by one.
     p = tmp / name
     p.write_text(text)
@@ -45,25 +55,49 @@ def main() -> None:
     ap.add_argument("--cores", type=int, default=4)
     ap.add_argument("--subset", type=int, default=3, help="subjects in the side-by-side subset")
     ap.add_argument("--subset-only", action="store_true")
-    ap.add_argument("--keep", default=None, help="keep the whole demo's folder here (results/, resources/)")
+    ap.add_argument("--rounds", type=int, default=1, help="measurements of each arm, taking turns")
+    ap.add_argument("--against", default=None, help="another checkout: its whole demo against this one's")
+    ap.add_argument("--keep", default=None, help="keep each arm's last demo folder here (results/, resources/)")
+    add_suite_arguments(ap)
     args = ap.parse_args()
+    if args.quick:
+        args.subset, args.subset_only, args.rounds = 3, True, 1  # 3: `ageest plots` needs more than 1 person
     tmp = Path(tempfile.mkdtemp(prefix="ageest-demo-bench-"))
-    subset = merged(tmp, "subset.yaml", f"subjects: {list(range(1, args.subset + 1))}\n")
-    seed = merged(tmp, "seed.yaml", SEED_STYLE)
-    print(f"machine: {os.cpu_count()} cores; snakemake --cores {args.cores} --resources gpu=1 "
+    subset = written(tmp, "subset.yaml", f"subjects: {list(range(1, args.subset + 1))}\n")
+    reference = written(tmp, "reference.yaml", REFERENCE_STYLE)
+    load = os.getloadavg()[0]
+    print(f"machine: {os.cpu_count()} cores, load {load:.1f}; snakemake --cores {args.cores} --resources gpu=1 "
           f"--configfile config/demo.yaml", flush=True)
-    fast = snakemake(tmp / "fast", args.cores, [subset])
-    slow = snakemake(tmp / "seed", args.cores, [subset, seed])
-    print(f"subset ({args.subset} subjects x 2 losses, data synthesis and gather included): "
-          f"seed-style {slow:.0f} s, fast {fast:.0f} s, ratio {slow / fast:.2f}x", flush=True)
-    if not args.subset_only:
-        full = snakemake(tmp / "full", args.cores, [])
+    if args.against:  # the whole demo, or with --subset-only its subset, from both checkouts
+        other, part = Path(args.against).resolve(), [subset] if args.subset_only else []
+        arms = {"this": lambda: snakemake(ROOT, tmp / "this", args.cores, part),
+                "against": lambda: snakemake(other, tmp / "against", args.cores, part)}
+    else:
+        arms = {"fast": lambda: snakemake(ROOT, tmp / "fast", args.cores, [subset]),
+                "reference": lambda: snakemake(ROOT, tmp / "reference", args.cores, [subset, reference])}
+    s = alternate(arms, args.rounds)
+    a, b = list(s)
+    ratio = median_ratio(s[b], s[a])
+    sub = f"subset ({args.subset} subjects x 2 losses, synthesis and gather included)"
+    what = "whole demo" if args.against and not args.subset_only else sub
+    print(f"{what}: {a} " + ", ".join(f"{t:.0f} s" for t in s[a]) + f"; {b} " + ", ".join(f"{t:.0f} s" for t in s[b])
+          + f"; median ratio {b}/{a} {ratio:.2f}x (load {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end)",
+          flush=True)
+    rows = [{"what": what, "arm": k, "round": i, "seconds": t} for k in s for i, t in enumerate(s[k])]
+    if not (args.subset_only or args.against):
+        full = snakemake(ROOT, tmp / "full", args.cores, [])
+        arms["full"] = None
         folds = list((tmp / "full" / "results" / "folds").glob("*/*/metrics.json"))
         trained = sum(p.parts[-3] not in ("mean", "ridge") for p in folds)  # the baselines' folds train nothing
         print(f"whole demo ({trained} trained folds, {len(folds) - trained} baseline folds): "
-              f"{full:.0f} s = {full / 60:.1f} min", flush=True)
-        if args.keep:
-            shutil.move(str(tmp / "full"), args.keep)
+              f"{full:.0f} s = {full / 60:.1f} min (load {os.getloadavg()[0]:.1f} at the end)", flush=True)
+        rows.append({"what": "whole demo", "arm": "full", "round": 0, "seconds": full})
+    write_figures(args.out, rows)
+    if args.keep:
+        Path(args.keep).mkdir(parents=True, exist_ok=True)
+        for name in arms:
+            if (tmp / name).is_dir():
+                shutil.move(str(tmp / name), os.path.join(args.keep, name))
     shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -29,7 +29,7 @@ def open_bench_cache(records: Sequence[Record], config: Config) -> np.ndarray:
 class Trainer:
     """A model, its optimizer and the training step's arguments, mean-variance loss, as `ageest
     train` sets them up on `device`: channels-last, fused Adam and the config's precision unless
-    told otherwise (the seed style: contiguous, torch's default Adam, fp32)."""
+    told otherwise (the reference style: contiguous, torch's default Adam, fp32)."""
 
     def __init__(self, config: Config, device: torch.device, channels_last: bool = True,
                  fused: bool | None = True, precision: str | None = None):
@@ -46,3 +46,4 @@ class Trainer:
         m, _, _ = train_one_epoch(self.model, batches, mean_variance_loss, self.opt, self.ages,
                                   loss_kwargs=self.loss_kwargs, autocast=self.autocast)
         return m
+

@@ -16,7 +16,11 @@ import itertools
 import multiprocessing as mp
 import os
 import statistics
+import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # fastpath.py and suite.py, also in workers
+from suite import add_suite_arguments, alternate, median_ratio, quick_images, write_figures  # noqa: E402
 
 
 def _fold(conn, images: str, size: int, threads: int, arch: str, batch: int) -> None:
@@ -79,25 +83,33 @@ class Arm:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--images", required=True)
+    ap.add_argument("--images", default=None, help="FG-NET-layout images (--quick: a small synthetic set)")
     ap.add_argument("--sizes", type=int, nargs="+", default=[32, 112, 224])
     ap.add_argument("--arch", default="resnet34")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--steps", type=int, default=6, help="training steps per fold and measurement")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--cores", type=int, default=os.cpu_count())
+    add_suite_arguments(ap)
     args = ap.parse_args()
+    if args.quick:
+        args.sizes, args.arch, args.batch_size, args.steps, args.rounds = [32], "resnet18", 8, 1, 1
+    args.images = args.images or quick_images()
     print(f"{args.arch}, batch {args.batch_size}, {args.cores} cores, fast path (bf16 where native); images/s of all folds together")
     print(f"{'size':>5} {'1 fold x ' + str(args.cores) + ' threads':>22} {str(args.cores) + ' folds x 1 thread':>20} {'ratio':>6}")
+    rows = []
     for size in args.sizes:
-        arms = tuple(Arm(f, t, args.images, size, args.arch, args.batch_size) for f, t in ((1, args.cores), (args.cores, 1)))
-        rounds = [[arm.measure(args.steps) for arm in arms] for _ in range(args.rounds)]
-        for arm in arms:
+        arms = {"one": Arm(1, args.cores, args.images, size, args.arch, args.batch_size),
+                "many": Arm(args.cores, 1, args.images, size, args.arch, args.batch_size)}
+        figures = alternate({k: (lambda arm=arm: arm.measure(args.steps)) for k, arm in arms.items()}, args.rounds)
+        for arm in arms.values():
             arm.close()
-        one, many = (statistics.median(r[i] for r in rounds) for i in (0, 1))
-        ratio = statistics.median(m / o for o, m in rounds)
+        one, many = (statistics.median(figures[k]) for k in ("one", "many"))
+        ratio = median_ratio(figures["many"], figures["one"])
         print(f"{size:>5} {one:>22.1f} {many:>20.1f} {ratio:>5.2f}x  (load {os.getloadavg()[0]:.1f}; rounds "
-              + ", ".join(f"{m / o:.2f}x" for o, m in rounds) + ")", flush=True)
+              + ", ".join(f"{m / o:.2f}x" for o, m in zip(figures["one"], figures["many"])) + ")", flush=True)
+        rows.append({"size": size, "one_fold_img_s": one, "folds_img_s": many, "ratio": ratio, "cores": args.cores})
+    write_figures(args.out, rows)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import time
 
 import torch
 from fastpath import Trainer, open_bench_cache
+from suite import add_suite_arguments, quick_images, write_figures
 
 from ageest.config import Config
 from ageest.pipeline.sources import TensorSource
@@ -62,14 +63,19 @@ def phases(src: TensorSource, c: Config, steps: int) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--images", required=True)
+    ap.add_argument("--images", default=None, help="FG-NET-layout images (--quick: a small synthetic set)")
     ap.add_argument("--sizes", type=int, nargs="+", default=[64, 112])
     ap.add_argument("--arch", default="resnet34")
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--ops", action="store_true", help="also torch.profiler's top operators")
+    add_suite_arguments(ap)
     args = ap.parse_args()
+    if args.quick:
+        args.sizes, args.arch, args.steps, args.batch_size = [32], "resnet18", 1, 8
+    args.images = args.images or quick_images()
+    rows = []
     if args.threads:
         torch.set_num_threads(args.threads)
     records = scan_images(args.images)
@@ -85,10 +91,12 @@ def main() -> None:
         print(f"{size:>5} " + " ".join(f"{1000 * p[k]:>{w}.2f}" for k, w in
                                        (("augment", 8), ("forward", 8), ("backward", 9), ("optimizer", 10),
                                         ("evaluation", 11))), flush=True)
+        rows.append({"size": size, **{f"{k}_ms_per_image": 1000 * v for k, v in p.items()}})
         if args.ops:
             with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
                 phases(src, c, 2)
             print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+    write_figures(args.out, rows)
 
 
 if __name__ == "__main__":

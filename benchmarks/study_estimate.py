@@ -4,7 +4,7 @@ Runs K fold jobs at once (`ageest train`, as the workflow would with K concurren
 given, with a shortened epoch count, and extrapolates each fold to the full recipe from its
 history.tsv: startup + head-only epochs x their measured time + full epochs x theirs (training plus
 validation). Study time = ceil(folds / K) waves x the slowest fold of a wave. Also prints the
-seed-style estimate from the seed pipeline's measured images/s (benchmarks/train_throughput.py).
+reference-style estimate from the reference pipeline's measured images/s (benchmarks/train_throughput.py).
 
     python benchmarks/study_estimate.py --images DATA/images --cache CACHE.npy --concurrency 1 4 8
 """
@@ -21,6 +21,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from fastpath import cache_path
+from suite import add_suite_arguments, quick_images, write_figures
 
 
 def run_wave(args, k: int, root: Path) -> list[dict]:
@@ -66,8 +69,8 @@ def run_wave(args, k: int, root: Path) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--images", required=True)
-    ap.add_argument("--cache", required=True, help="cache from `ageest prepare` at --image-size")
+    ap.add_argument("--images", default=None, help="FG-NET-layout images (--quick: a small synthetic set)")
+    ap.add_argument("--cache", default=None, help="cache from `ageest prepare` at --image-size (default: made)")
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 4])
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--freeze-epochs", type=int, default=1)
@@ -78,10 +81,16 @@ def main() -> None:
     ap.add_argument("--subjects", type=int, nargs="+", default=list(range(1, 17)))
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--seed-img-s", type=float, default=None,
-                    help="seed-style training images/s measured by train_throughput.py, for the ratio")
-    ap.add_argument("--json", default=None, help="write all measurements here")
+    ap.add_argument("--reference-img-s", type=float, default=None,
+                    help="reference-style training images/s measured by train_throughput.py, for the ratio")
+    ap.add_argument("--json", dest="out", default=None, help=argparse.SUPPRESS)  # the old name of --out
+    add_suite_arguments(ap)
     args = ap.parse_args()
+    if args.quick:
+        args.concurrency, args.epochs, args.freeze_epochs, args.image_size, args.subjects = [1], 2, 1, 32, [1]
+        args.threads = 1
+    args.images = args.images or quick_images()
+    args.cache = args.cache or cache_path(args.image_size)
     root = Path(tempfile.mkdtemp(prefix="ageest-study-"))
     rows = []
     print(f"{'K':>3} {'fold img/s':>10} {'startup s':>9} {'head ep s':>9} {'full ep s':>9} "
@@ -96,15 +105,14 @@ def main() -> None:
         mean = lambda key: sum(f[key] for f in folds) / len(folds)  # noqa: E731
         print(f"{k:>3} {mean('train_img_s'):>10.0f} {mean('startup'):>9.1f} {mean('t_head'):>9.2f} "
               f"{mean('t_full'):>9.2f} {slowest:>10.0f} {study / 60:>13.1f}", flush=True)
-    if args.seed_img_s:
+    if args.reference_img_s:
         n_train = rows[0]["n_train"]
-        seed_study = args.folds * args.full_epochs * n_train / args.seed_img_s
+        reference_study = args.folds * args.full_epochs * n_train / args.reference_img_s
         best = min(f["study_estimate_s"] for f in rows)
-        print(f"seed-style estimate (training images only, {args.seed_img_s:.0f} img/s, one fold at a time): "
-              f"{seed_study / 60:.0f} min; best measured estimate {best / 60:.1f} min: "
-              f"{seed_study / best:.1f}x faster")
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
+        print(f"reference-style estimate (training images only, {args.reference_img_s:.0f} img/s, one fold at a time): "
+              f"{reference_study / 60:.0f} min; best measured estimate {best / 60:.1f} min: "
+              f"{reference_study / best:.1f}x faster")
+    write_figures(args.out, rows)
     print(f"machine: {os.cpu_count()} cores; device {rows[0]['device']}; "
           f"extrapolated to {args.full_epochs} epochs ({args.full_freeze} head-only) from {args.epochs} "
           f"({args.freeze_epochs} head-only), {args.folds} folds")

@@ -11,7 +11,6 @@ only, and the per-job times in results/benchmarks/ add up the rest.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -19,16 +18,25 @@ import sys
 import time
 from pathlib import Path
 
+from suite import add_suite_arguments, write_figures
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--directory", required=True, help="working directory of the study (results/ goes there)")
-    ap.add_argument("--json", default=None, help="also write the figures here")
+    ap.add_argument("--json", dest="out", default=None, help=argparse.SUPPRESS)  # the old name of --out
+    add_suite_arguments(ap)
     ap.add_argument("snakemake_args", nargs=argparse.REMAINDER)
     args = ap.parse_args()
     extra = [a for a in args.snakemake_args if a != "--"]
+    if args.quick:  # two subjects of the demo, up to the tables (plots of 2 people's CIs are degenerate)
+        quick = Path(args.directory) / "quick.yaml"
+        quick.parent.mkdir(parents=True, exist_ok=True)
+        quick.write_text("subjects: [1, 2]\nbaselines: []\ndata: {synth_subjects: 6}\n")
+        extra = ["results/tables/summary.tsv", "--cores", "2", "--configfile", str(ROOT / "config" / "demo.yaml"),
+                 str(quick)]
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", args.directory,
            *extra]
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores", flush=True)
@@ -39,9 +47,8 @@ def main() -> None:
     folds = list(Path(args.directory, "results", "folds").glob("*/*/metrics.json"))
     print(f"snakemake exit {rc}; wall time {wall:.0f} s = {wall / 60:.1f} min; {len(folds)} fold outputs",
           flush=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps({"command": cmd, "exit": rc, "wall_seconds": wall,
-                                               "folds": len(folds), "cores": os.cpu_count()}, indent=2))
+    write_figures(args.out, [{"command": " ".join(cmd), "exit": rc, "wall_seconds": wall, "folds": len(folds),
+                              "cores": os.cpu_count(), "load": os.getloadavg()[0]}])
     sys.exit(rc)
 
 

@@ -1,19 +1,19 @@
-"""Training-loop throughput: the seed's pipeline against ageest's fast path, side by side.
+"""Training-loop throughput: the reference recipe's pipeline against ageest's fast path, side by side.
 
-Seed style: every image decoded, flipped, rotated, sheared, resized and cropped by PIL per sample in
+Reference style: every image decoded, flipped, rotated, sheared, resized and cropped by PIL per sample in
 DataLoader workers, fp32, contiguous memory. Fast path: images decoded once into the uint8 cache,
 one affine warp per batch on the device, bf16 autocast where the device has it, channels-last,
 fused Adam (as `ageest train`).
 Same model (ResNet34 + head), batch size, optimizer step and loss; images/s over whole steps.
 A measurement is one epoch of a fold (--steps 14: ~900 training images of FG-NET at batch 64), so
-the seed's DataLoader start-up and the batches its workers prefetch count once per epoch, as in
+the reference pipeline's DataLoader start-up and the batches its workers prefetch count once per epoch, as in
 training; a window of a few steps charges them several times over and flatters the fast path.
 The ratio of the steady steps (all but each epoch's first) is printed beside it.
 The two arms take turns (--rounds), so a machine whose load changes during the run slows both
 alike; each round gives a ratio, and the median round is printed.
 Then the ceiling: torch.profiler times the fast arm's convolutions (forward and backward) over a
 few steps, and the script prints the ratio a fast path made of nothing but those convolutions would
-reach against the seed style's epoch. No change outside the convolutions can beat that ratio.
+reach against the reference style's epoch. No change outside the convolutions can beat that ratio.
 
     python benchmarks/train_throughput.py --images ../shared/data/FGNET/images --sizes 224 112
 """
@@ -29,6 +29,7 @@ import time
 
 import torch
 from fastpath import Trainer, cache_path, open_bench_cache
+from suite import add_suite_arguments, alternate, median_ratio, quick_images, write_figures
 
 from ageest.pipeline.cache import default_points_dir
 from ageest.config import Config
@@ -82,21 +83,26 @@ class Arm:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--images", required=True)
+    ap.add_argument("--images", default=None, help="FG-NET-layout images (--quick: a small synthetic set)")
     ap.add_argument("--sizes", type=int, nargs="+", default=[224, 112])
     ap.add_argument("--steps", type=int, default=14, help="timed steps per measurement (an epoch)")
     ap.add_argument("--rounds", type=int, default=3, help="measurements of each arm, taking turns")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--workers", type=int, default=None, help="seed-style DataLoader workers (default: cores, at most 4)")
+    ap.add_argument("--workers", type=int, default=None, help="reference-style DataLoader workers (default: cores, at most 4)")
+    add_suite_arguments(ap)
     args = ap.parse_args()
+    if args.quick:
+        args.sizes, args.steps, args.rounds, args.batch_size = [32], 2, 1, 8
+    args.images = args.images or quick_images()
     device = resolve_device(args.device)
     records = scan_images(args.images)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
           f"{torch.__version__}, device {device}"
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
-    print(f"{'size':>5} {'seed-style img/s':>17} {'fast img/s':>11} {'ratio':>6} {'steady steps':>13}  "
+    print(f"{'size':>5} {'reference-style img/s':>17} {'fast img/s':>11} {'ratio':>6} {'steady steps':>13}  "
           f"(batch {args.batch_size}, {args.steps} steps each, median of {args.rounds} rounds)")
+    rows = []
     for size in args.sizes:
         c = Config(image_size=size, batch_size=args.batch_size, pretrained="none")
         n = min(len(records), args.batch_size * args.steps)  # one whole epoch: no batch prefetched in vain
@@ -108,21 +114,27 @@ def main() -> None:
         arr = open_bench_cache(records, c)
         built = "reused" if reused else f"built in {time.perf_counter() - t0:.1f} s"
         fast_src = TensorSource(arr[:n], [r.age for r in recs], c, device, channels_last=True)
-        # The seed's Adam is torch's default; ageest's is fused where the device has it (train.py).
-        arms = (Arm(seed, Trainer(c, device, channels_last=False, fused=None, precision="fp32"), device),
-                Arm(fast_src, Trainer(c, device, fused=device.type in ("cuda", "cpu")), device))
-        rounds = [[arm.measure(args.steps) for arm in arms] for _ in range(args.rounds)]
-        base, fast = (statistics.median(r[i][0] for r in rounds) for i in (0, 1))
-        ratio = statistics.median(f[0] / b[0] for b, f in rounds)
-        steady = statistics.median(f[1] / b[1] for b, f in rounds)
+        # The reference recipe's Adam is torch's default; ageest's is fused where the device has it (train.py).
+        arms = {"seed": Arm(seed, Trainer(c, device, channels_last=False, fused=None, precision="fp32"), device),
+                "fast": Arm(fast_src, Trainer(c, device, fused=device.type in ("cuda", "cpu")), device)}
+        runs = {k: [] for k in arms}  # (epoch img/s, steady-step img/s) per round
+        figures = alternate({k: (lambda k=k, arm=arm: runs[k].append(arm.measure(args.steps)) or runs[k][-1][0])
+                             for k, arm in arms.items()}, args.rounds)
+        base, fast = (statistics.median(figures[k]) for k in ("seed", "fast"))
+        ratio = median_ratio(figures["fast"], figures["seed"])
+        steady = median_ratio([r[1] for r in runs["fast"]], [r[1] for r in runs["seed"]])
         print(f"{size:>5} {base:>17.1f} {fast:>11.1f} {ratio:>5.2f}x {steady:>12.2f}x  (cache of {len(records)} "
               f"images {built}, once per study; load {os.getloadavg()[0]:.1f}; rounds "
-              + ", ".join(f"{f[0] / b[0]:.2f}x" for b, f in rounds) + ")", flush=True)
+              + ", ".join(f"{f / b:.2f}x" for b, f in zip(figures["seed"], figures["fast"])) + ")", flush=True)
+        row = {"size": size, "seed_img_s": base, "fast_img_s": fast, "ratio": ratio, "steady_ratio": steady}
         if device.type == "cpu":
-            conv = arms[1].conv_seconds_per_image(min(3, args.steps))
+            conv = arms["fast"].conv_seconds_per_image(min(3, args.steps))
+            row["ceiling"] = 1 / (conv * base)
             print(f"{'':>5} ceiling: the fast arm's convolutions alone take {1000 * conv:.1f} ms per image "
                   f"({conv * fast:.0%} of its epoch); a fast path of nothing but them would be "
-                  f"{1 / (conv * base):.2f}x the seed style", flush=True)
+                  f"{row['ceiling']:.2f}x the reference style", flush=True)
+        rows.append(row)
+    write_figures(args.out, rows)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ aligned against unaligned faces. Each variant is a set of config overrides on to
 study's results/folds/mean_variance, run with the same recipe); `--reference NAME` then prints each
 variant's paired per-subject test-MAE difference against it, with a bootstrap 95% CI.
 
-    python benchmarks/compare_folds.py --images FGNET/images --subjects 1 2 3 \
+    python tools/compare_folds.py --images FGNET/images --subjects 1 2 3 \
         --set image_size=64 epochs=12 pretrained=none \
         --variant fast: --variant plain:pipeline=plain,precision=fp32,channels_last=false
 """

@@ -7,8 +7,8 @@ eye positions stand in), and, where a landmark file is found (`points/` beside t
 layout), the share whose most confident face box holds both true eye centres: a face found on the
 face, not elsewhere.
 
-    python benchmarks/detect_rate.py --images FGNET/images            # all 1002 images
-    python benchmarks/detect_rate.py --images FGNET/images --limit 20  # a quick look
+    python tools/detect_rate.py --images FGNET/images            # all 1002 images
+    python tools/detect_rate.py --images FGNET/images --limit 20  # a quick look
 """
 
 from __future__ import annotations

@@ -1,0 +1,41 @@
+"""Every benchmark runs: `--quick` (tiny sizes, one round) writes its figures, so a broken
+benchmark fails the suite. The figures themselves are not checked: they are timings."""
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = sorted(p.name for p in (ROOT / "benchmarks").glob("*.py") if p.name not in ("fastpath.py", "suite.py"))
+
+
+def test_every_script_in_benchmarks_is_listed():
+    assert BENCHMARKS == ["batch_prep.py", "demo_walltime.py", "fold_threads.py", "profile_fold.py",
+                          "study_estimate.py", "study_walltime.py", "train_throughput.py"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", BENCHMARKS)
+def test_quick_run_writes_its_figures(tmp_path, name):
+    out = tmp_path / "figures.tsv"
+    extra = ["--directory", str(tmp_path / "study")] if name == "study_walltime.py" else []
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / name), "--quick", "--out", str(out), *extra],
+                       capture_output=True, text=True, timeout=900, cwd=tmp_path,
+                       env={**__import__("os").environ, "TMPDIR": str(tmp_path)})
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    rows = list(csv.DictReader(out.open(), delimiter="\t"))
+    assert rows, r.stdout
+
+
+def test_alternate_takes_turns_and_the_ratio_is_per_round():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from suite import alternate, median_ratio
+
+    calls = []
+    figures = alternate({"a": lambda: calls.append("a") or 2.0, "b": lambda: calls.append("b") or 6.0}, 3,
+                        warmup=True)
+    assert calls == ["a", "b"] * 4 and figures == {"a": [2.0] * 3, "b": [6.0] * 3}
+    assert median_ratio([6, 9, 30], [2, 3, 5]) == 3.0
