@@ -163,7 +163,9 @@ def test_cli_one_line_error(tmp_path, capsys):
     assert err.startswith("ageest gather: error:") and "softmax/003" in err and "\n" not in err
 
 
-@pytest.mark.parametrize("make_study", [lambda d: study(d), lambda d: seeded_study(d)], ids=["one_seed", "seeded"])
+@pytest.mark.parametrize("make_study", [lambda d: study(d), lambda d: seeded_study(d),
+                                        lambda d: [make_fold(d, loss, 1) for loss in ("mean_variance", "softmax")]],
+                         ids=["one_seed", "seeded", "one_subject"])
 def test_plots(tmp_path, make_study):
     from ageest.study.plots import PLOTS, make_plots
 

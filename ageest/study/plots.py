@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ageest.errors import AgeestError
@@ -117,7 +118,9 @@ def plot_ranking(summary: pd.DataFrame, seeds: pd.DataFrame, reference: str, pat
     several = bool((s["n_seeds"] > 1).any())
     for y, r in s.iterrows():
         st = styles[r["loss"]]
-        ax.errorbar(r["mae"], y, xerr=[[r["mae"] - r["mae_ci_low"]], [r["mae_ci_high"] - r["mae"]]], fmt="o",
+        # One subject gives a CI of width 0 around the MAE, float noise either side: whiskers >= 0.
+        whiskers = np.maximum(0.0, [[r["mae"] - r["mae_ci_low"]], [r["mae_ci_high"] - r["mae"]]])
+        ax.errorbar(r["mae"], y, xerr=whiskers, fmt="o",
                     color=st["color"], ms=8, capsize=4, lw=2, label="LOPO MAE, 95% CI" if y == 0 else None)
         per_seed = seeds.loc[seeds["loss"] == r["loss"], "mae"]
         if len(per_seed) > 1:
