@@ -101,6 +101,10 @@ def test_a_landmark_file_with_the_wrong_point_count(root):
         read_manifest(p)
 
 
+def merged(base: dict, over: dict) -> dict:
+    return {k: {**base[k], **over[k]} if k in over else base[k] for k in base}
+
+
 def manifest_config(manifest: Path, **data) -> dict:
     return {"data": {"source": "manifest", "manifest": str(manifest), **data},
             "training": {"max_age": 60}, "losses": ["softmax"], "reference_loss": "softmax"}
@@ -113,6 +117,9 @@ def test_the_plan_checks_every_row_and_names_data_manifest(root):
     bad = write(root, "faces/a.jpg\t3\t12", "faces/b.jpg\t61\t5", name="bad.tsv")
     with pytest.raises(ConfigError, match=r"bad.tsv, row 3, column age: 61 lies outside min_age..max_age \(0..60\)") as e:
         plan_study(manifest_config(bad), ROOT)
+    assert e.value.keys == ("data.manifest",)
+    with pytest.raises(ConfigError, match="names no landmark file .points column. to align on") as e:
+        plan_study(merged(manifest_config(good), {"training": {"align": "landmarks"}}), ROOT)
     assert e.value.keys == ("data.manifest",)
     with pytest.raises(ConfigError, match="folder .*nowhere' not found") as e:
         plan_study(manifest_config(good, root=str(root / "nowhere")), ROOT)
@@ -165,3 +172,19 @@ def test_a_manifest_of_fgnet_data_gives_its_splits_and_fold_results(synth_small,
             for images, out in ((synth_small, "fg"), (manifest, "man"))]
     assert fold[0]["test_mae"] == fold[1]["test_mae"] and fold[0]["n_train"] == fold[1]["n_train"]
     assert (tmp_path / "man" / "predictions.tsv").read_text().count("faces/person-003/") == fold[1]["n_test"]
+
+
+@pytest.mark.slow
+def test_the_workflow_stops_on_a_bad_row_before_any_job(root, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    write(root, "faces/a.jpg\t3\tann", "faces/b.jpg\t4\tann", "faces/c.png\tforty\tbob")
+    (tmp_path / "mine.yaml").write_text(f"data: {{source: manifest, manifest: {root / 'faces.tsv'}}}\n")
+    r = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
+                        "--cores", "1", "--configfile", str(ROOT / "config" / "demo.yaml"), str(tmp_path / "mine.yaml")],
+                       capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=600)
+    assert r.returncode != 0
+    assert "config error: data.manifest: " in r.stderr and "row 4, column age: 'forty' is not a number" in r.stderr
+    assert not (tmp_path / "results").exists()

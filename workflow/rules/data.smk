@@ -100,14 +100,14 @@ rule manifest:
         MANIFEST,
     params:
         images=IMAGES,
-        root=ROOT,
+        data_root=ROOT,
     conda:
         "../envs/ageest.yaml"
     log:
         "results/logs/data/manifest.log",
     shell:
         reported(
-            "ageest manifest --images {params.images:q} --root {params.root:q} --out {output:q} > {log} 2>&1"
+            "ageest manifest --images {params.images:q} --root {params.data_root:q} --out {output:q} > {log} 2>&1"
         )
 
 
@@ -134,7 +134,7 @@ rule prepare:
         meta=f"{CACHE}.json",
     params:
         images=IMAGES,
-        root=ROOT,
+        data_root=ROOT,
         landmarks=PREPARE_LANDMARKS,
     threads: STUDY.threads()
     resources:
@@ -145,6 +145,6 @@ rule prepare:
         "results/logs/data/prepare.log",
     shell:
         reported(
-            "ageest prepare --images {params.images:q} --root {params.root:q} --out {output.cache:q} --config {input.config:q} "
+            "ageest prepare --images {params.images:q} --root {params.data_root:q} --out {output.cache:q} --config {input.config:q} "
             "> {log} 2>&1"
         )
