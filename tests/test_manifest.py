@@ -188,3 +188,25 @@ def test_the_workflow_stops_on_a_bad_row_before_any_job(root, tmp_path):
     assert r.returncode != 0
     assert "config error: data.manifest: " in r.stderr and "row 4, column age: 'forty' is not a number" in r.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_the_commands_take_a_manifest_and_record_who_each_id_is(root, tmp_path):
+    from ageest.cli import main
+
+    face(root / "faces" / "e.jpg")
+    p = write(root, "faces/a.jpg\t3\tzoe", "faces/b.jpg\t41\tann", "faces/c.png\t7\tzoe", "faces/d.jpg\t9\tann",
+              "faces/e.jpg\t20\tbob")
+    elsewhere = tmp_path / "t" / "faces.tsv"
+    elsewhere.parent.mkdir()
+    shutil.copy(p, elsewhere)
+    assert main(["manifest", "--images", str(elsewhere), "--root", str(root), "--out", str(tmp_path / "m.tsv")]) == 0
+    assert (tmp_path / "m.tsv").read_text().splitlines() == [
+        "image\tsubject\tage\tperson", "faces/a.jpg\t3\t3\tzoe", "faces/b.jpg\t1\t41\tann",
+        "faces/c.png\t3\t7\tzoe", "faces/d.jpg\t1\t9\tann", "faces/e.jpg\t2\t20\tbob"]
+    assert main(["split", "--images", str(elsewhere), "--root", str(root), "--leave-subject", "3",
+                 "--out", str(tmp_path / "003.tsv"), "--set", "val_rate=0.3"]) == 0
+    rows = [line.split("\t") for line in (tmp_path / "003.tsv").read_text().splitlines()[1:]]
+    assert [(r[0], r[1]) for r in rows] == [("faces/d.jpg", "1"), ("faces/b.jpg", "1"), ("faces/e.jpg", "2"),
+                                            ("faces/a.jpg", "3"), ("faces/c.png", "3")]  # person, age, name
+    assert [r[3] for r in rows][3:] == ["test", "test"] and {r[3] for r in rows[:3]} == {"train", "val"}
+    assert main(["manifest", "--images", str(elsewhere), "--out", str(tmp_path / "x.tsv")]) == 2  # root: its folder

@@ -19,14 +19,14 @@ def is_manifest(images: str | Path) -> bool:
     return Path(images).suffix.lower() in MANIFEST_SUFFIXES
 
 
-def read_records(images: str | Path, root: str | Path | None = None, *, check_decode: bool = False,
-                 ages: tuple[int, int] | None = None) -> list[Record]:
-    """The records of `images`: a manifest (its paths under `root`, default the manifest's folder;
-    `ages` (min_age, max_age) checked when given) or an FG-NET folder (`root` unused)."""
+def read_records(images: str | Path, root: str | Path | None = None, *, check_decode: bool = False) -> list[Record]:
+    """The records of `images`: a manifest's rows (paths under `root`, default the manifest's
+    folder; the study plan checks its ages against the training range) or an FG-NET folder's
+    files (`root` unused). `check_decode`: decode every image."""
     if is_manifest(images):
         from ageest.data.manifest import read_manifest
 
-        return read_manifest(images, root or None, ages=ages, check_decode=check_decode).records
+        return read_manifest(images, root or None, check_decode=check_decode).records
     return scan_images(images, check_decode=check_decode)
 
 
