@@ -19,16 +19,34 @@ _NAME = re.compile(r"(\d{3})a(\d{2})([a-z]?)\.(jpe?g|png)", re.IGNORECASE)
 
 @dataclass(frozen=True)
 class Record:
-    """One image of the data set."""
+    """One image of the data set, from either producer: an FG-NET-layout folder (`scan_images`)
+    or a manifest table (`ageest.data.manifest.read_manifest`); `ageest.data.dataset.read_records`
+    picks the producer."""
 
     path: Path
-    subject: int
-    age: int
-    suffix: str = ""  # '', 'a', 'b': several photos at the same age
+    subject: int  # the person's integer id: FG-NET's 3-digit number, a manifest's mapped id
+    age: int  # years
+    suffix: str = ""  # '', 'a', 'b': several photos at the same age (FG-NET names only)
+    image: str = ""  # a manifest's `image` cell (path under its root); '' for FG-NET files
+    points: Path | None = None  # a manifest's own landmark file (`points` column), if any
+    person: str = ""  # a manifest's `subject` cell, the person's id as the table names it
 
     @property
     def name(self) -> str:
-        return self.path.name
+        """The image's unique name in every table: FG-NET's file name, a manifest's `image` path."""
+        return self.image or self.path.name
+
+    @property
+    def from_table(self) -> bool:
+        """Whether a manifest made it (its landmark file, if any, is `points`; no folder lookup)."""
+        return bool(self.image)
+
+
+def record_order(r: Record) -> tuple:
+    """The one order of images (splits, split files): by person, age, then name. For FG-NET it is
+    the order of the file names; a manifest of the same images under other names keeps it, so it
+    gives the same splits (only photos of one person at one age are ordered by their names)."""
+    return (r.subject, r.age, r.name)
 
 
 def parse_name(name: str | Path) -> tuple[int, int, str]:
@@ -89,18 +107,23 @@ def subjects_of(records: list[Record]) -> list[int]:
 
 
 def manifest_text(records: list[Record]) -> str:
-    lines = ["image\tsubject\tage"] + [f"{r.name}\t{r.subject}\t{r.age}" for r in records]
+    """image, subject, age per record; records from a manifest add `person` (its subject string):
+    the record of how its people were numbered."""
+    if any(r.person for r in records):
+        lines = ["image\tsubject\tage\tperson"] + [f"{r.name}\t{r.subject}\t{r.age}\t{r.person}" for r in records]
+    else:
+        lines = ["image\tsubject\tage"] + [f"{r.name}\t{r.subject}\t{r.age}" for r in records]
     return "\n".join(lines) + "\n"
 
 
 def landmarks_digest(points_dir: str | Path | None, records: list[Record] | None = None) -> str | None:
     """SHA-256 (16 hex) of landmark files' names and bytes; None without a points folder.
 
-    With `records`: the `.pts` each image aligns with (`landmarks.find_pts`, FG-NET's lower-case
-    names), '-' for an image that has none, so a file edited, added or removed for any of them
+    With `records`: the `.pts` each image aligns with (`landmarks.landmark_file`: a manifest's
+    own, else FG-NET's lower-case name in the folder), '-' for an image that has none, so a file edited, added or removed for any of them
     changes it. Without: every `.pts` file in the folder (what a checksum list would cover).
     """
-    from ageest.data.landmarks import find_pts
+    from ageest.data.landmarks import landmark_file
 
     if points_dir is None:
         return None
@@ -109,7 +132,7 @@ def landmarks_digest(points_dir: str | Path | None, records: list[Record] | None
         files = sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() == ".pts") if d.is_dir() else []
         pairs = [(p.name, p) for p in files]
     else:
-        pairs = [(r.name, find_pts(d, r.path) if d.is_dir() else None) for r in records]
+        pairs = [(r.name, landmark_file(r, d)) for r in records]
     h = hashlib.sha256()
     for name, p in pairs:
         h.update(f"{name}\t{p.name if p else '-'}\t{hashlib.sha256(p.read_bytes()).hexdigest() if p else '-'}\n"
@@ -132,14 +155,18 @@ def data_fingerprint(records: list[Record], points_dir: str | Path | None = None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--images", required=True, help="FG-NET-layout image folder")
-    p.add_argument("--out", required=True, help="manifest TSV to write (image, subject, age)")
+    from ageest.data.dataset import add_data_arguments
+
+    add_data_arguments(p)
+    p.add_argument("--out", required=True, help="manifest TSV to write (image, subject, age[, person])")
     p.add_argument("--no-decode", action="store_true", help="check names only, do not decode images")
 
 
 def run(args: argparse.Namespace) -> int:
     """Write the manifest of a data set (image, subject, age), checking every file."""
-    records = scan_images(args.images, check_decode=not args.no_decode)
+    from ageest.data.dataset import read_records
+
+    records = read_records(args.images, args.root, check_decode=not args.no_decode)
     write_text_atomic(args.out, manifest_text(records))
     print(f"{len(records)} images, {len(subjects_of(records))} subjects, "
           f"ages {min(r.age for r in records)}-{max(r.age for r in records)} -> {args.out}")

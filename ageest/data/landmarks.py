@@ -81,6 +81,16 @@ def find_pts(points_dir, image_path) -> Path | None:
     return None
 
 
+def landmark_file(record, points_dir) -> Path | None:
+    """The `.pts` an image aligns with: a manifest record's own (`record.points`, None without
+    one), else the one in `points_dir` named like the image (`find_pts`); None if there is none."""
+    if record.from_table:
+        return record.points
+    if points_dir is None or not Path(points_dir).is_dir():
+        return None
+    return find_pts(points_dir, record.path)
+
+
 def default_points_dir(images_dir) -> Path:
     """Where the landmark files of an image folder are unless said otherwise: FG-NET's layout,
     `points/` beside `images/` (the download, `ageest synth`, the cache and the previews use it)."""

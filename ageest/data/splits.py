@@ -11,7 +11,7 @@ import numpy as np
 
 from ageest.config import add_config_arguments
 from ageest.errors import DataError
-from ageest.data.fgnet import Record
+from ageest.data.fgnet import Record, record_order
 
 
 @dataclass(frozen=True)
@@ -30,12 +30,13 @@ def split_fold(records: Sequence[Record], subject: int, seed: int = 0, val_rate:
     by='subject': validation is whole people (never also in training), drawn in a seeded order
     until they hold about `val_rate` of the non-test images. by='image': the reference recipe's split,
     a seeded `val_rate` share of the non-test images, people shared with training.
-    The result depends only on the records' (name, subject), `subject` and `seed`.
+    The result depends only on the records' (subject, age, name) (`record_order`), `subject` and
+    `seed`: not on the order they are listed in, nor on file names across people or ages.
     """
     if by not in ("subject", "image"):
         raise ValueError(f"by must be 'subject' or 'image', got {by!r}")
-    # Sort by name so the split does not depend on the order the folder was listed in.
-    order = sorted(range(len(records)), key=lambda i: records[i].name)
+    # One order, not the listing's: the split does not depend on how the folder or table was listed.
+    order = sorted(range(len(records)), key=lambda i: record_order(records[i]))
     test = [i for i in order if records[i].subject == subject]
     if not test:
         raise DataError(f"subject {subject} is not in the data")
@@ -56,7 +57,7 @@ def split_fold(records: Sequence[Record], subject: int, seed: int = 0, val_rate:
             if len(val_idx) >= target:
                 break
             val_idx.extend(by_person[s])
-        val_idx.sort(key=lambda i: records[i].name)
+        val_idx.sort(key=lambda i: record_order(records[i]))
     val_set = set(val_idx)
     train = [i for i in rest if i not in val_set]
     if not train or not val_idx:
@@ -72,7 +73,7 @@ def split_table(records: Sequence[Record], split: Split) -> str:
     role = {i: name for name, idx in zip(ROLES, (split.train, split.val, split.test)) for i in idx}
     lines = ["image\tsubject\tage\trole"]
     lines += [f"{records[i].name}\t{records[i].subject}\t{records[i].age}\t{role[i]}"
-              for i in sorted(role, key=lambda i: records[i].name)]
+              for i in sorted(role, key=lambda i: record_order(records[i]))]
     return "\n".join(lines) + "\n"
 
 
@@ -97,11 +98,13 @@ def read_split(path: str | Path, records: Sequence[Record], subject: int) -> Spl
         raise DataError(f"split file {path}: the test images are not exactly those of subject {subject}")
     if not by_role["train"] or not by_role["val"]:
         raise DataError(f"split file {path}: no training or no validation images")
-    return Split(*(tuple(sorted(by_role[r], key=lambda i: records[i].name)) for r in ROLES))
+    return Split(*(tuple(sorted(by_role[r], key=lambda i: record_order(records[i]))) for r in ROLES))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--images", required=True, help="FG-NET-layout image folder")
+    from ageest.data.dataset import add_data_arguments
+
+    add_data_arguments(p)
     p.add_argument("--leave-subject", type=int, required=True, metavar="N")
     p.add_argument("--out", required=True, help="split TSV to write (image, subject, age, role)")
     add_config_arguments(p, "training config YAML (seed, val_rate, val_split)")
@@ -110,11 +113,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Write one fold's split (train / val / test per image)."""
     from ageest.config import load_config
-    from ageest.data.fgnet import scan_images
+    from ageest.data.dataset import read_records
     from ageest.io import write_text_atomic
 
     config = load_config(args.config, args.overrides)
-    records = scan_images(args.images)
+    records = read_records(args.images, args.root)
     split = split_fold(records, args.leave_subject, config.seed, config.val_rate, config.val_split)
     write_text_atomic(args.out, split_table(records, split))
     print(f"fold {args.leave_subject:03d}: {len(split.train)} train, {len(split.val)} val, "

@@ -22,7 +22,8 @@ import numpy as np
 
 from ageest.config import Config, add_config_arguments, load_config
 from ageest.errors import DataError
-from ageest.data.fgnet import Record, data_fingerprint, landmarks_digest, load_rgb, scan_images
+from ageest.data.dataset import add_data_arguments, read_records
+from ageest.data.fgnet import Record, data_fingerprint, landmarks_digest, load_rgb
 from ageest.io import atomic_path, remove_temporaries, write_json_atomic
 from ageest.data.landmarks import default_points_dir  # re-exported: train and baselines import it from here
 
@@ -48,12 +49,13 @@ def preprocess_image(record: Record, size: int, align: str, points_dir: Path | N
     if align == "none":
         return square_resize(rgb, size), False
     from ageest.data.align import align_face, keypoints_from_landmarks
-    from ageest.data.landmarks import find_pts, read_pts
+    from ageest.data.landmarks import landmark_file, read_pts
 
-    pts_path = find_pts(points_dir, record.path) if points_dir is not None and points_dir.is_dir() else None
+    pts_path = landmark_file(record, points_dir)
     try:
         if pts_path is None:
-            raise DataError(f"{record.path}: no landmark file (.pts) for it in {points_dir}")
+            where = "the manifest's points column" if record.from_table else points_dir
+            raise DataError(f"{record.path}: no landmark file (.pts) for it in {where}")
         return align_face(rgb, keypoints_from_landmarks(read_pts(pts_path)), size), False
     except DataError:
         if not fallback:
@@ -119,12 +121,10 @@ def read_meta(path: Path) -> dict | None:
 
 def _landmarks_edited_since(path: Path, records: Sequence[Record], points_dir: Path | None) -> list[str]:
     """The landmark files of `records` modified after the cache at `path` was finished."""
-    from ageest.data.landmarks import find_pts
+    from ageest.data.landmarks import landmark_file
 
-    if points_dir is None or not Path(points_dir).is_dir():
-        return []
     built = path.with_name(path.name + ".json").stat().st_mtime
-    found = (find_pts(points_dir, r.path) for r in records)
+    found = (landmark_file(r, points_dir) for r in records)
     return sorted(p.name for p in found if p is not None and p.stat().st_mtime > built)
 
 
@@ -185,7 +185,7 @@ def default_cache_path(records: Sequence[Record], config: Config, points_dir: Pa
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--images", required=True, help="FG-NET-layout image folder")
+    add_data_arguments(p)
     p.add_argument("--points", default=None, help="landmark folder (default: images/../points)")
     p.add_argument("--out", required=True, help="cache file to write (.npy; metadata goes to OUT.json)")
     add_config_arguments(p, "training config YAML (image_size, align matter here)")
@@ -195,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
     """Decode, align and resize every image once into a cache that fold jobs memory-map."""
     config = load_config(args.config, args.overrides)
     images = Path(args.images)
-    records = scan_images(images)
+    records = read_records(images, args.root)
     points = Path(args.points) if args.points else default_points_dir(images)
     arr, meta = open_cache(args.out, records, config, points)
     print(f"cache {args.out}: {arr.shape[0]} images at {arr.shape[1]} px, align={config.align}, "

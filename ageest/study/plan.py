@@ -33,12 +33,13 @@ class Study:
     seeds: list[int]  # training seeds; one seed keeps results/folds/LOSS/NNN
     subjects: list[int]  # the subjects left out, one fold each
     all_subjects: list[int]  # every subject of the data (what training draws from)
-    images: str
+    images: str  # the FG-NET-layout folder, or the manifest table (data.source manifest)
     data_rule: str | None  # 'synth' or 'download': the rule that makes `images`; None: given as is
     sums: str | None  # the SHA-256 list the data is verified against
     training: dict  # results/config/training.yaml: the training section plus save_model
     chunks: list[list[int]]  # the subjects of each training job, folds_per_job at most
     gpu: bool
+    root: str = ""  # the folder a manifest's paths are under ('' for an image folder)
 
     @property
     def folds_per_job(self) -> int:
@@ -91,15 +92,19 @@ def plan_study(config: dict, project_dir: str | Path, local: bool = True) -> Stu
     gpu = bool(config["resources"]["gpu"]) or str(training.get("device", "auto")).startswith("cuda")
     if gpu and str(training.get("device", "auto")) == "cpu":
         raise ConfigError("is true but training.device is 'cpu'", "resources.gpu")
-    images = os.path.normpath(config["data"]["images"])
-    rule = _data_rule(config, images)
-    sums = _sums_file(config["data"]["sha256"], project_dir)
-    every = _data_subjects(config, images, rule, sums)
+    if config["data"]["source"] == "manifest":
+        images, root = _manifest_source(config)
+        rule, sums, every = None, None, _manifest_subjects(config, images, root, training)
+    else:
+        images, root = os.path.normpath(config["data"]["images"]), ""
+        rule = _data_rule(config, images)
+        sums = _sums_file(config["data"]["sha256"], project_dir)
+        every = _data_subjects(config, images, rule, sums)
     subjects = _selected(config["subjects"], every)
     k = int(config["resources"]["folds_per_job"]) if local else 1
     return Study(config, losses, list(config["baselines"]), _seeds(config, training), subjects, every, images,
                  rule, sums, {**training, "save_model": bool(config["keep_models"])},
-                 [subjects[i:i + k] for i in range(0, len(subjects), k)], gpu)
+                 [subjects[i:i + k] for i in range(0, len(subjects), k)], gpu, root)
 
 
 def validated(config: dict, schema: dict) -> dict:
@@ -231,6 +236,47 @@ def _data_subjects(config: dict, images: str, rule: str | None, sums: str | None
     except AgeestError as e:
         raise ConfigError(str(e), "data.images") from None
     raise ConfigError("needed to know the subjects before the download (or download first)", "data.sha256")
+
+
+def _manifest_source(config: dict) -> tuple[str, str]:
+    """The manifest table and the folder its paths are under (default: the manifest's folder)."""
+    from ageest.data.dataset import is_manifest
+
+    d = config["data"]
+    if not d["manifest"]:
+        raise ConfigError("data.source manifest needs data.manifest, the table of images (image, age, subject)",
+                          "data.manifest")
+    manifest = os.path.normpath(d["manifest"])
+    if not is_manifest(manifest):
+        raise ConfigError(f"'{manifest}' must be a .tsv or .csv table", "data.manifest")
+    if not os.path.isfile(manifest):
+        raise ConfigError(f"manifest '{manifest}' not found", "data.manifest")
+    root = os.path.normpath(d["root"]) if d["root"] else os.path.dirname(manifest) or "."
+    if not os.path.isdir(root):
+        raise ConfigError(f"folder '{root}' not found", "data.root")
+    return manifest, root
+
+
+def _manifest_subjects(config: dict, manifest: str, root: str, training: dict) -> list[int]:
+    """The people of a manifest, every row checked now (before any job), ages against the training
+    age range: a bad row is a ConfigError naming data.manifest, its message the row and column."""
+    from ageest.config import from_dict
+    from ageest.data.fgnet import subjects_of
+    from ageest.data.manifest import read_manifest
+
+    c = from_dict(training)
+    try:
+        m = read_manifest(manifest, root, ages=(c.min_age, c.max_age))
+    except AgeestError as e:
+        raise ConfigError(str(e), "data.manifest") from None
+    if not m.has_subjects:
+        # Only person-level protocols exist so far; image-level ones may run without people.
+        raise ConfigError(f"{manifest} has no subject column: leave-one-person-out needs each image's "
+                          "person (add a subject column)", "data.manifest")
+    if c.align == "landmarks" and not c.align_fallback and all(r.points is None for r in m.records):
+        raise ConfigError(f"{manifest} names no landmark file (points column) to align on; add one, or set "
+                          "training.align: none", "data.manifest")
+    return subjects_of(m.records)
 
 
 def _selected(wanted: Any, every: list[int]) -> list[int]:

@@ -93,10 +93,11 @@ def fit_predict(method: str, ages: np.ndarray, split, features: np.ndarray | Non
 
 def run_baselines(images: str | Path, methods: Sequence[str], subjects: Sequence[int], out_root: str | Path,
                   config: Config, *, cache: str | Path | None = None, points: str | Path | None = None,
-                  split_dir: str | Path | None = None, log=print) -> list[dict]:
+                  root: str | Path | None = None, split_dir: str | Path | None = None, log=print) -> list[dict]:
     """Each method on each subject's fold; writes out_root/METHOD/NNN/{predictions.tsv,metrics.json}."""
     from ageest.pipeline.cache import default_cache_path, default_points_dir, open_cache
-    from ageest.data.fgnet import data_fingerprint, scan_images
+    from ageest.data.dataset import read_records
+    from ageest.data.fgnet import data_fingerprint
     from ageest.study.outputs import fold_split, predictions_tsv, provenance
     from ageest.io import write_json_atomic, write_text_atomic
 
@@ -104,7 +105,7 @@ def run_baselines(images: str | Path, methods: Sequence[str], subjects: Sequence
     if unknown:
         raise ConfigError(f"unknown baseline(s) {', '.join(unknown)} (known: {', '.join(BASELINES)})")
     images = Path(images)
-    records = scan_images(images)
+    records = read_records(images, root)
     points_dir = Path(points) if points else default_points_dir(images)
     # As train's: the landmark files count as data when the config aligns (gather compares them).
     fingerprint = data_fingerprint(records, points_dir if config.align != "none" else None)
@@ -144,7 +145,9 @@ def run_baselines(images: str | Path, methods: Sequence[str], subjects: Sequence
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--images", required=True, help="FG-NET-layout image folder")
+    from ageest.data.dataset import add_data_arguments
+
+    add_data_arguments(p)
     p.add_argument("--method", action="append", required=True, choices=BASELINES,
                    help="baseline to run (repeatable)")
     p.add_argument("--subjects", type=int, nargs="+", required=True, metavar="N", help="subjects left out")
@@ -162,5 +165,5 @@ def run(args: argparse.Namespace) -> int:
     if not args.subjects:
         raise AgeestError("no subjects given")
     run_baselines(args.images, args.method, args.subjects, args.out, config, cache=args.cache,
-                  points=args.points, split_dir=args.split_dir, log=lambda m: print(m, flush=True))
+                  points=args.points, root=args.root, split_dir=args.split_dir, log=lambda m: print(m, flush=True))
     return 0

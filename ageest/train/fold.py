@@ -19,7 +19,8 @@ import torch
 
 from ageest import __version__
 from ageest.config import Config, add_config_arguments, load_config
-from ageest.data.fgnet import data_fingerprint, scan_images
+from ageest.data.dataset import add_data_arguments, read_records
+from ageest.data.fgnet import data_fingerprint
 from ageest.errors import AgeestError, DataError
 from ageest.io import check_writable, remove_temporaries, save_torch_atomic, write_json_atomic, write_text_atomic
 from ageest.nn.losses import LOSSES, LossSpec, loss_spec
@@ -42,7 +43,7 @@ class Interrupted(AgeestError):
 
 
 def run_fold(images: str | Path, subject: int, loss: str, out: str | Path, config: Config, *,
-             cache: str | Path | None = None, points: str | Path | None = None,
+             cache: str | Path | None = None, points: str | Path | None = None, root: str | Path | None = None,
              state_dir: str | Path | None = None, split_file: str | Path | None = None,
              log=print, started: float | None = None) -> dict:
     """Train the fold that leaves `subject` out with loss `loss`; write its outputs into `out`.
@@ -54,7 +55,7 @@ def run_fold(images: str | Path, subject: int, loss: str, out: str | Path, confi
     Returns the metrics dict.
     """
     usage = FoldUsage.start()
-    fold = prepare_fold(images, subject, loss, out, config, cache=cache, points=points,
+    fold = prepare_fold(images, subject, loss, out, config, cache=cache, points=points, root=root,
                         state_dir=state_dir, split_file=split_file, log=log)
     state = FoldState()
     if fold.state_path.exists():
@@ -112,7 +113,7 @@ class Fold:
     frozen_bns: list  # backbone BatchNorms kept in eval mode in head-only epochs
 
 
-def prepare_fold(images, subject: int, loss: str, out, config: Config, *, cache=None, points=None,
+def prepare_fold(images, subject: int, loss: str, out, config: Config, *, cache=None, points=None, root=None,
                  state_dir=None, split_file=None, log=print) -> Fold:
     """Read the data, fix the split, seed the RNGs and build the network, optimiser and schedule."""
     spec = loss_spec(loss)
@@ -120,7 +121,7 @@ def prepare_fold(images, subject: int, loss: str, out, config: Config, *, cache=
     out = check_writable(out)
     state_path = check_writable(state_dir or out) / STATE_FILE
     remove_temporaries([state_path, *(out / n for n in FOLD_FILES)])  # a killed run's half-written files
-    records = scan_images(images)
+    records = read_records(images, root)
     points_dir = Path(points) if points else default_points_dir(images)
     # With alignment the landmark files are part of the data: an edited .pts is another data set.
     fingerprint = data_fingerprint(records, points_dir if config.align != "none" else None)
@@ -269,7 +270,7 @@ def _history_tsv(rows: list[dict]) -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--images", required=True, help="FG-NET-layout image folder")
+    add_data_arguments(p)
     p.add_argument("--leave-subject", type=int, nargs="+", required=True, metavar="N",
                    help="subject left out (test); several: their folds one after another in this process")
     p.add_argument("--loss", required=True, help=f"loss name ({', '.join(LOSSES)})")
@@ -307,7 +308,7 @@ def run(args: argparse.Namespace) -> int:
                 continue
             raise AgeestError(f"{Path(out) / 'metrics.json'} exists: this fold is finished "
                               f"(use --overwrite or another --out)")
-        run_fold(args.images, subject, args.loss, out, config, cache=args.cache, points=args.points,
+        run_fold(args.images, subject, args.loss, out, config, cache=args.cache, points=args.points, root=args.root,
                  state_dir=state_dir, split_file=split, log=lambda m: print(m, flush=True), started=started)
         started = time.time()
     return 0

@@ -28,6 +28,9 @@ except ConfigError as e:
 config.update(STUDY.config)  # the schema's defaults, `losses: all` resolved
 SEEDS, SUBJECTS, IMAGES, DATA_RULE, SUMS = STUDY.seeds, STUDY.subjects, STUDY.images, STUDY.data_rule, STUDY.sums
 DATA_ROOT = STUDY.data_root
+# A manifest's root folder, passed as --root; "." for an image folder, which ignores it (a shell
+# `{params.x:q}` of '' is no word at all, and --root would take the next option as its value).
+ROOT = STUDY.root or "."
 
 PROFILE_PLACEHOLDERS = "; ".join(placeholders(workflow.resource_settings))
 if PROFILE_PLACEHOLDERS:

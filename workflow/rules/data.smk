@@ -4,7 +4,8 @@
 # by a local rule, so compute nodes without internet never need it.
 
 from ageest.data.checksums import LANDMARKS, read_sums
-from ageest.data.fgnet import landmarks_digest, scan_images
+from ageest.data.dataset import read_records
+from ageest.data.fgnet import landmarks_digest
 from ageest.data.landmarks import default_points_dir
 from ageest.rulelog import reported
 
@@ -16,7 +17,7 @@ from ageest.rulelog import reported
 # a first run is planned, so a digest would differ on the next run and redo everything. For those,
 # `ageest` itself refuses a cache whose landmark files changed (its cache key holds the digest).
 _GIVEN_FOLDER = DATA_RULE is None
-PREPARE_LANDMARKS = (landmarks_digest(default_points_dir(IMAGES), scan_images(IMAGES))
+PREPARE_LANDMARKS = (landmarks_digest(default_points_dir(IMAGES), read_records(IMAGES, ROOT))
                      if _GIVEN_FOLDER and config["training"].get("align", "none") != "none" else None)
 VERIFY_LANDMARKS = (landmarks_digest(default_points_dir(IMAGES))
                     if _GIVEN_FOLDER and SUMS and read_sums(SUMS, LANDMARKS) else None)
@@ -99,13 +100,14 @@ rule manifest:
         MANIFEST,
     params:
         images=IMAGES,
+        data_root=ROOT,
     conda:
         "../envs/ageest.yaml"
     log:
         "results/logs/data/manifest.log",
     shell:
         reported(
-            "ageest manifest --images {params.images:q} --out {output:q} > {log} 2>&1"
+            "ageest manifest --images {params.images:q} --root {params.data_root:q} --out {output:q} > {log} 2>&1"
         )
 
 
@@ -132,6 +134,7 @@ rule prepare:
         meta=f"{CACHE}.json",
     params:
         images=IMAGES,
+        data_root=ROOT,
         landmarks=PREPARE_LANDMARKS,
     threads: STUDY.threads()
     resources:
@@ -142,6 +145,6 @@ rule prepare:
         "results/logs/data/prepare.log",
     shell:
         reported(
-            "ageest prepare --images {params.images:q} --out {output.cache:q} --config {input.config:q} "
+            "ageest prepare --images {params.images:q} --root {params.data_root:q} --out {output.cache:q} --config {input.config:q} "
             "> {log} 2>&1"
         )

@@ -37,6 +37,7 @@ rule split:
         SPLIT_FILE,
     params:
         images=IMAGES,
+        data_root=ROOT,
         subject=lambda wc: int(wc.subject),
     conda:
         "../envs/ageest.yaml"
@@ -44,7 +45,7 @@ rule split:
         "results/logs/split/{subject}.log",
     shell:
         reported(
-            "ageest split --images {params.images:q} --leave-subject {params.subject} --out {output:q} "
+            "ageest split --images {params.images:q} --root {params.data_root:q} --leave-subject {params.subject} --out {output:q} "
             "--config {input.config:q} > {log} 2>&1"
         )
 
@@ -68,6 +69,7 @@ for chunk in STUDY.chunks if STUDY.folds_per_job > 1 else [None]:
             model=fold_files("model.pt", chunk) if config["keep_models"] else [],
         params:
             images=IMAGES,
+            data_root=ROOT,
             # With several subjects these hold {subject}, which `ageest train` fills in per fold.
             outdir=lambda wc: fold_path("results/folds", **dict(wc.items())),
             # Resumable state lives outside the outputs: Snakemake deletes a failed job's outputs, and a
@@ -92,7 +94,7 @@ for chunk in STUDY.chunks if STUDY.folds_per_job > 1 else [None]:
                       subject=f"{sid(chunk[0])}-{sid(chunk[-1])}" if chunk else "{subject}", suffix=".tsv")
         shell:
             reported(
-                "TORCH_HOME={params.torch_home:q} ageest train --images {params.images:q} "
+                "TORCH_HOME={params.torch_home:q} ageest train --images {params.images:q} --root {params.data_root:q} "
                 "--leave-subject {params.subjects} --loss {wildcards.loss} --out {params.outdir:q} "
                 "--config {input.config:q} --cache {input.cache:q} --split {params.split:q} "
                 "--state-dir {params.state:q} "
@@ -114,6 +116,7 @@ rule baseline:
         predictions=[baseline_file("predictions.tsv", loss="{baseline}", subject=sid(s)) for s in SUBJECTS],
     params:
         images=IMAGES,
+        data_root=ROOT,
         subjects=" ".join(str(s) for s in SUBJECTS),
         split_dir=lambda wc, input: os.path.dirname(input.splits[0]),
         # results/folds: the baseline's own folder is root/{baseline}/NNN
@@ -125,7 +128,7 @@ rule baseline:
         "results/logs/baseline/{baseline}.log",
     shell:
         reported(
-            "ageest baseline --images {params.images:q} --method {wildcards.baseline} "
+            "ageest baseline --images {params.images:q} --root {params.data_root:q} --method {wildcards.baseline} "
             "--subjects {params.subjects} --out {params.root:q} --config {input.config:q} "
             "--cache {input.cache:q} --split-dir {params.split_dir:q} > {log} 2>&1"
         )
