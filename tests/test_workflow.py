@@ -473,7 +473,8 @@ def test_demo_real_run_three_subjects(tmp_path):
     assert len(t["folds"]) == 12
     s = t["summary"]
     assert sorted(s["loss"]) == ["mean", "mean_variance", "ridge", "softmax"]
-    cols = ["loss", "n_subjects", "images", "mae", "subject_mae_mean", "subject_mae_sd"] + [f"cs_{i}" for i in range(11)]
+    cols = ["loss", "n_subjects", "images", "mae", "mae_rounded", "subject_mae_mean", "subject_mae_sd"] + [
+        f"cs_{i}" for i in range(11)]
     assert list(s.columns[:len(cols)]) == cols
     bands = [c for c in s.columns if re.fullmatch(r"mae_\d\d_\d\d", c)]
     assert bands and all(f"n_{b[4:]}" in s.columns for b in bands)
