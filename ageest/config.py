@@ -52,6 +52,8 @@ class Config:
     rotate: float = key(10.0, "training augmentation: rotation uniform in ±`rotate` degrees", low=0, high=180)
     shear: float = key(16.0, "training augmentation: x-shear uniform in ±`shear` degrees", low=0, high=90, high_open=True)
     flip: bool = key(True, "training augmentation: horizontal flip with probability 0.5")
+    protocol: str = key("lopo", "the evaluation protocol (ageest/data/protocols.py): `lopo` one fold per person left out; `kfold:K` K subject-disjoint folds balanced in images and age, drawn from `seed` (image-level on a manifest without a subject column); `split_file:PATH` a fixed table of (fold, image, role). In the workflow, set the top-level `protocol` instead",
+                        rule="lopo, kfold:K (K ≥ 2) or split_file:PATH")
     val_rate: float = key(0.1, "validation share, held out of each fold's training data to pick the best epoch. With `val_split: subject`, whole people are drawn in a seeded order until they hold at least this share of the fold's non-test *images* (so ≥ 10% of the images, as whole people, not 10% of the people). This departs from the paper's LOPO, which trains on all the other people: here the model trains on the rest, about 90% of the other people's images",
                           low=0, high=1, low_open=True, high_open=True)
     val_split: str = key("subject", "`subject`: validation people disjoint from training people; `image`: the reference recipe's split, a `val_rate` share of the images, people shared with training", choices=("subject", "image"))
@@ -144,6 +146,16 @@ def allowed(f: dataclasses.Field) -> str:
     return "; ".join(words)
 
 
+def _protocol_problem(text: str) -> str | None:
+    from ageest.data.protocols import parse_protocol
+
+    try:
+        parse_protocol(text)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
 def _validate(c: Config) -> None:
     def need(ok: bool, name: str, why: str) -> None:
         if not ok:
@@ -182,6 +194,7 @@ def _validate(c: Config) -> None:
     need(c.pretrained in ("imagenet", "none") or c.pretrained.endswith((".pt", ".pth", ".bin")),
          "pretrained", "must be imagenet, none or a path to a .pt/.pth state-dict file")
     need(c.max_age > c.min_age, "max_age", "must be greater than min_age")
+    need(_protocol_problem(c.protocol) is None, "protocol", _protocol_problem(c.protocol) or "")
     need(0 <= c.residue_k < c.num_classes, "residue_k",
          f"must be 0 (adaptive) or a number of top classes below the {c.num_classes} ages")
 

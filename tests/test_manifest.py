@@ -113,7 +113,7 @@ def manifest_config(manifest: Path, **data) -> dict:
 def test_the_plan_checks_every_row_and_names_data_manifest(root):
     good = write(root, "faces/a.jpg\t3\t12", "faces/b.jpg\t41\t12", "faces/c.png\t7\t5")
     s = plan_study(manifest_config(good), ROOT)
-    assert (s.subjects, s.images, s.root, s.data_rule, s.sums) == ([5, 12], str(good), str(root), None, None)
+    assert (s.folds, s.images, s.root, s.data_rule, s.sums) == ([5, 12], str(good), str(root), None, None)
     bad = write(root, "faces/a.jpg\t3\t12", "faces/b.jpg\t61\t5", name="bad.tsv")
     with pytest.raises(ConfigError, match=r"bad.tsv, row 3, column age: 61 lies outside min_age..max_age \(0..60\)") as e:
         plan_study(manifest_config(bad), ROOT)
@@ -136,20 +136,16 @@ def test_without_a_subject_column_leave_one_person_out_is_refused(root):
 
 
 def relayout(synth_images: Path, dest: Path) -> tuple[Path, dict[str, str]]:
-    """The synthetic FG-NET-layout data copied to another layout under other names, and its manifest:
-    faces/person-NNN/<99 - age><x|y|z>.jpeg (names sort against age order; same-age photos keep
-    theirs), landmark files in marks/. Returns the manifest and manifest name -> FG-NET name."""
-    rows, names = [], {}
-    for k, r in enumerate(scan_images(synth_images)):
-        image = f"faces/person-{r.subject:03d}/{99 - r.age:02d}{'xyz'[' ab'.index(r.suffix or ' ')]}.jpeg"
-        pts = f"marks/{k:04d}.pts"
-        for src, dst in ((r.path, image), (synth_images.parent / "points" / f"{r.path.stem.lower()}.pts", pts)):
-            (dest / dst).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, dest / dst)
-        rows.append(f"{image}\t{r.age}\t{r.subject:03d}\t{pts}")
-        names[image] = r.name
-    manifest = dest / "faces.tsv"
-    manifest.write_text("\n".join(["image\tage\tsubject\tpoints", *reversed(rows)]) + "\n")  # row order is free
+    """The synthetic data under another layout (`ageest synth --manifest`'s) and manifest name -> FG-NET name."""
+    from ageest.data.synth import write_manifest_layout
+
+    manifest = write_manifest_layout(synth_images, dest / "faces.tsv")
+    fg = {(r.subject, r.age, r.suffix): r.name for r in scan_images(synth_images)}
+    names = {}
+    for line in manifest.read_text().splitlines()[1:]:
+        image, age, person, _ = line.split("\t")
+        stem = Path(image).stem
+        names[image] = fg[int(person.split("-")[1]), 99 - int(stem[:2]), " ab"["xyz".index(stem[2])].strip()]
     return manifest, names
 
 

@@ -44,8 +44,8 @@ def plan(base, over=None, cwd=None, **kw):
 
 def test_real_study_on_a_given_folder(fake):
     s = plan(CONFIG, {"data": {"images": str(fake)}})
-    assert s.losses == ["mean_variance", "softmax"] and s.seeds == [0] and s.subjects == sorted(FAKE)
-    assert s.data_rule is None and s.sums and s.fold_key == "{loss}/{subject}" and s.gpu
+    assert s.losses == ["mean_variance", "softmax"] and s.seeds == [0] and s.folds == sorted(FAKE)
+    assert s.data_rule is None and s.sums and s.fold_key == "{loss}/{fold}" and s.gpu
     assert s.chunks == [[s] for s in sorted(FAKE)]  # folds_per_job 1: one job per fold
     assert s.train_resources() == {"mem_mb": 16000, "runtime": 240, "slurm_extra": "--signal=TERM@120", "gpu": 1}
     assert s.training["save_model"] is False and s.weights_arch() == "resnet34"
@@ -55,21 +55,21 @@ def test_the_papers_setting_plans_vgg16_from_imagenet(fake):
     paper = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
     s = plan(paper, {"data": {"images": str(fake)}})
     assert s.training["arch"] == "vgg16" and s.weights_arch() == "vgg16" and s.gpu
-    assert s.losses == ["mean_variance", "softmax"] and s.subjects == sorted(FAKE)
+    assert s.losses == ["mean_variance", "softmax"] and s.folds == sorted(FAKE)
     assert (s.training["lambda1"], s.training["lambda2"], s.training["image_size"]) == (0.2, 0.05, 224)
 
 
 def test_default_config_without_data_downloads_and_plans_all_82(tmp_path):
     s = plan(CONFIG, cwd=tmp_path)
-    assert s.data_rule == "download" and len(s.subjects) == 82
+    assert s.data_rule == "download" and len(s.folds) == 82
 
 
 def test_demo_plans_chunks_of_41_and_knows_its_subjects_before_synthesis(tmp_path):
     s = plan(DEMO, cwd=tmp_path)
-    assert s.data_rule == "synth" and len(s.subjects) == 82 and s.weights_arch() is None and not s.gpu
+    assert s.data_rule == "synth" and len(s.folds) == 82 and s.weights_arch() is None and not s.gpu
     assert [len(c) for c in s.chunks] == [41, 41] and s.folds_per_job == 41
     assert s.train_resources(41)["runtime"] == 41 * 30  # train_runtime is per fold
-    assert plan(DEMO, cwd=tmp_path, local=False).chunks == [[n] for n in s.subjects]  # SLURM: a job per fold
+    assert plan(DEMO, cwd=tmp_path, local=False).chunks == [[n] for n in s.folds]  # SLURM: a job per fold
 
 
 def test_seeds_add_a_level_and_losses_all_is_the_registry(tmp_path):
@@ -78,8 +78,8 @@ def test_seeds_add_a_level_and_losses_all_is_the_registry(tmp_path):
 
     assert tuple(LOSSES) == LOSS_NAMES  # the registry and its torch-free copy of names
     s = plan(DEMO, {"losses": "all", "seeds": ["0", 2], "subjects": [3, 1]}, cwd=tmp_path)
-    assert s.losses == list(LOSSES) and s.seeds == [0, 2] and s.subjects == [1, 3]
-    assert s.fold_key == "{loss}/seed{seed}/{subject}" and s.config["losses"] == list(LOSSES)
+    assert s.losses == list(LOSSES) and s.seeds == [0, 2] and s.folds == [1, 3]
+    assert s.fold_key == "{loss}/seed{seed}/{fold}" and s.config["losses"] == list(LOSSES)
 
 
 def test_torch_threads_and_the_input_left_unchanged(tmp_path):

@@ -25,6 +25,7 @@ CONFIG = ROOT / "config" / "config.yaml"
 DEMO = ROOT / "config" / "demo.yaml"
 CPU = ROOT / "config" / "cpu.yaml"
 ZOO = ROOT / "config" / "zoo-demo.yaml"
+KFOLD = ROOT / "config" / "kfold-demo.yaml"
 
 # Subject -> ages; irregular ids, to show the subject list comes from the data, not a constant.
 FAKE = {1: [2, 5, 11], 2: [3, 20], 5: [8, 9, 30], 17: [1, 43], 82: [4, 7]}
@@ -93,7 +94,7 @@ def n_fake_subjects():
 # --- lint ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("configfile", [CONFIG, DEMO, CPU, ZOO], ids=["config", "demo", "cpu", "zoo-demo"])
+@pytest.mark.parametrize("configfile", [CONFIG, DEMO, CPU, ZOO, KFOLD], ids=["config", "demo", "cpu", "zoo-demo", "kfold-demo"])
 def test_lint_clean(tmp_path, configfile):
     rc, out = snakemake(tmp_path, "--lint", "--configfile", configfile)
     assert rc == 0, out
@@ -150,6 +151,22 @@ def test_demo_plans_164_training_folds_in_4_jobs(tmp_path):
     assert len(folds) == 164 and counts["synth"] == 1 and "verify_checksums" not in counts
 
 
+def test_a_5_fold_study_plans_5_folds_per_loss_and_seed_plus_the_baselines(tmp_path):
+    for over, seeds in (({}, [""]), ({"seeds": [0, 1]}, ["seed0/", "seed1/"])):
+        rc, out = snakemake(tmp_path, "--configfile", KFOLD, write_yaml(tmp_path / "over.yaml", over), "--dry-run")
+        assert rc == 0, out
+        counts = job_counts(out)
+        trained = set(re.findall(r"results/folds/((?:mean_variance|softmax)/(?:seed\d/)?\d{3})/metrics\.json", out))
+        assert trained == {f"{loss}/{seed}{f:03d}" for loss in ("mean_variance", "softmax") for seed in seeds
+                           for f in range(1, 6)}
+        assert counts["split"] == 5 and counts["baseline"] == 2 and counts["synth"] == 1
+        assert set(re.findall(r"results/folds/(?:mean|ridge)/(\d{3})/metrics\.json", out)) == {f"{f:03d}" for f in range(1, 6)}
+    # A single fold still reruns alone.
+    one = write_yaml(tmp_path / "one.yaml", {"resources": {**yaml.safe_load(KFOLD.read_text())["resources"], "folds_per_job": 1}})
+    rc, out = snakemake(tmp_path, "results/folds/softmax/003/metrics.json", "--configfile", KFOLD, one, "--dry-run")
+    assert rc == 0 and job_counts(out).get("train") == 1 and "gather" not in job_counts(out), out
+
+
 def test_single_fold_target_plans_exactly_one_training_job(tmp_path, fake):
     images, _ = fake
     over = write_yaml(tmp_path / "over.yaml", {"data": {"images": str(images)}})
@@ -193,8 +210,8 @@ def test_three_seeds_plan_one_fold_per_loss_seed_and_subject(tmp_path, fake):
     for outputs, shell in planned(out, "train"):
         loss, seed, subject = re.fullmatch(r"results/folds/(\w+)/seed(\d)/(\d{3})/metrics\.json", outputs[0]).groups()
         assert f"--set seed={seed} " in shell and f"--split results/splits/{subject}.tsv" in shell, shell
-        assert f"results/logs/train/{loss}/seed{seed}/{subject}.log" in shell, shell
-        assert f"--state-dir results/state/{loss}/seed{seed}/{subject}" in shell, shell
+        assert f"results/logs/train/{loss}/seed{seed}/{fold}.log" in shell, shell
+        assert f"--state-dir results/state/{loss}/seed{seed}/{fold}" in shell, shell
         trained.add((loss, int(seed), int(subject)))
     assert trained == {(loss, seed, s) for loss in ("mean_variance", "softmax") for seed in (0, 1, 2) for s in FAKE}
     # The baselines are deterministic: one run each, in the folder a one-seed study has.
@@ -469,7 +486,8 @@ def test_demo_real_run_three_subjects(tmp_path):
 
     t = {n: pd.read_csv(res / "tables" / f"{n}.tsv", sep="\t")
          for n in ("folds", "summary", "comparison", "predictions", "history")}
-    assert list(t["folds"].columns) == ["loss", "subject", "n_test", "mae", "best_epoch", "val_mae", "seconds"]
+    assert list(t["folds"].columns) == ["loss", "subject", "n_test", "mae", "best_epoch", "val_mae", "seconds", "protocol"]
+    assert all((df["protocol"] == "lopo").all() for df in t.values())
     assert len(t["folds"]) == 12
     s = t["summary"]
     assert sorted(s["loss"]) == ["mean", "mean_variance", "ridge", "softmax"]
@@ -524,3 +542,26 @@ def test_demo_real_run_three_subjects(tmp_path):
     assert set(trained) == {"002"}, out
     rc, out = snakemake(tmp_path, "--configfile", DEMO, over, "--report", tmp_path / "report.html")
     assert rc == 0 and (tmp_path / "report.html").stat().st_size > 10000, out
+
+
+def test_kfold_demo_runs_a_manifest_under_another_layout_into_tables_and_plots(tmp_path):
+    # config/kfold-demo.yaml as shipped but for 1 epoch: `ageest synth --manifest` writes the people
+    # under faces/person-NNN/ (no FG-NET names), the study reads them through the manifest alone.
+    over = write_yaml(tmp_path / "over.yaml", {"training": {"epochs": 1}})
+    rc, out = snakemake(tmp_path, "--configfile", KFOLD, over, "--cores", "2")
+    assert rc == 0, out[-5000:]
+    data = tmp_path / "resources" / "synth-manifest"
+    assert not list(data.rglob("*.JPG")) and len(list((data / "faces").glob("person-*"))) == 82
+    res = tmp_path / "results"
+    t = {n: pd.read_csv(res / "tables" / f"{n}.tsv", sep="\t") for n in ("folds", "summary", "predictions", "comparison")}
+    assert sorted(t["folds"]["fold"].unique()) == [1, 2, 3, 4, 5] and len(t["folds"]) == 20  # 2 losses + 2 baselines
+    p = t["predictions"]
+    n_images = len((data / "faces.tsv").read_text().splitlines()) - 1
+    for loss, d in p.groupby("loss"):  # every image scored exactly once per method; a person in one fold
+        assert len(d) == n_images and d["image"].is_unique and (d.groupby("subject")["fold"].nunique() == 1).all()
+    assert p["image"].str.startswith("faces/person-").all() and (p["person"] == p["subject"].map("person-{:03d}".format)).all()
+    s = t["summary"].set_index("loss")
+    assert (s["n_subjects"] == 82).all() and (s["images"] == n_images).all() and (s["protocol"] == "kfold:5").all()
+    assert t["comparison"]["n_subjects"].eq(82).all()
+    for name in ("ranking", "subject_mae_paired", "cs_curves", "training_curves"):
+        assert (res / "plots" / f"{name}.png").stat().st_size > 10000

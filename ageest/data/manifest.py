@@ -4,7 +4,8 @@ Columns (a header row names them; tab-separated, or comma-separated for a `.csv`
 
 - `image`: the image file, a relative path under the root folder;
 - `age`: the person's age in the photo, whole years (`23` or `23.0`);
-- `subject`: any string naming the person (leave-one-person-out needs it; optional otherwise);
+- `subject`: any string naming the person (leave-one-person-out needs it; without it each image
+  is its own person and only image-level protocols run: `kfold:K`, `split_file:PATH`);
 - `points` (optional): the image's landmark file in FG-NET's 68-point `.pts` format, under root.
 
 People get integer ids (fold folders are results/folds/LOSS/NNN): when every subject string is a
@@ -94,7 +95,10 @@ def read_manifest(path: str | Path, root: str | Path | None = None, *, ages: tup
         if other[0] != person:
             raise DataError(f"{where(n, 'subject')}: '{person}' and '{other[0]}' (row {other[1]}) are both person {sid}; "
                             "write one person's id one way")
-    records = [Record(image, ids.get(person, 0), age, image=text, points=points, person=person)
+    # No people: each image is its own person (ids 1..N in the order of the image paths, not of the
+    # rows), so only image-level protocols run, and every table says so (protocols.image_level).
+    own = {text: i for i, text in enumerate(sorted(p[2] for p in parsed), 1)}
+    records = [Record(image, ids[person] if has_subjects else own[text], age, image=text, points=points, person=person)
                for _n, image, text, age, person, points in parsed]
     return Manifest(records, has_subjects, {sid: person for person, sid in ids.items()})
 

@@ -1,4 +1,4 @@
-"""One LOPO fold's split: a pure function of (files, left-out subject, seed)."""
+"""One fold's split: a pure function of (records, fold, seed) under the config's protocol."""
 
 from __future__ import annotations
 
@@ -12,37 +12,41 @@ import numpy as np
 from ageest.config import add_config_arguments
 from ageest.errors import DataError
 from ageest.data.fgnet import Record, record_order
+from ageest.data.protocols import Protocol, parse_protocol, read_split_table, test_indices
 
 
 @dataclass(frozen=True)
 class Split:
-    """Indices into the record list. Test = every image of the left-out subject."""
+    """Indices into the record list. Test = the fold's images (under LOPO: the left-out person's)."""
 
     train: tuple[int, ...]
     val: tuple[int, ...]
     test: tuple[int, ...]
 
 
-def split_fold(records: Sequence[Record], subject: int, seed: int = 0, val_rate: float = 0.1,
-               by: str = "subject") -> Split:
-    """Split for the fold that leaves `subject` out.
+def split_fold(records: Sequence[Record], fold: int, seed: int = 0, val_rate: float = 0.1,
+               by: str = "subject", protocol: Protocol | str = "lopo") -> Split:
+    """Split for fold `fold` of `protocol` (default LOPO: the fold that leaves person `fold` out).
 
-    by='subject': validation is whole people (never also in training), drawn in a seeded order
-    until they hold about `val_rate` of the non-test images. by='image': the reference recipe's split,
-    a seeded `val_rate` share of the non-test images, people shared with training.
-    The result depends only on the records' (subject, age, name) (`record_order`), `subject` and
+    Test: the fold's images (`protocols.test_indices`). by='subject': validation is whole people
+    (never also in training), drawn in a seeded order until they hold about `val_rate` of the
+    non-test images. by='image': the reference recipe's split, a seeded `val_rate` share of the
+    non-test images, people shared with training. A split_file protocol gives all three roles.
+    The result depends only on the records' (subject, age, name) (`record_order`), `fold` and
     `seed`: not on the order they are listed in, nor on file names across people or ages.
     """
     if by not in ("subject", "image"):
         raise ValueError(f"by must be 'subject' or 'image', got {by!r}")
+    protocol = parse_protocol(protocol) if isinstance(protocol, str) else protocol
+    if protocol.kind == "split_file":
+        return _fixed(read_split_table(protocol.path, records), fold, protocol)
+    test = test_indices(protocol, records, fold, seed)
     # One order, not the listing's: the split does not depend on how the folder or table was listed.
     order = sorted(range(len(records)), key=lambda i: record_order(records[i]))
-    test = [i for i in order if records[i].subject == subject]
-    if not test:
-        raise DataError(f"subject {subject} is not in the data")
-    rest = [i for i in order if records[i].subject != subject]
-    # One stream per (seed, subject): folds are independent of each other and of run order.
-    rng = np.random.default_rng([seed, subject])
+    tested = set(test)
+    rest = [i for i in order if i not in tested]
+    # One stream per (seed, fold): folds are independent of each other and of run order.
+    rng = np.random.default_rng([seed, fold])
     target = int(round(val_rate * len(rest)))
     if by == "image":
         val = set(rng.permutation(len(rest))[:target].tolist())
@@ -61,8 +65,14 @@ def split_fold(records: Sequence[Record], subject: int, seed: int = 0, val_rate:
     val_set = set(val_idx)
     train = [i for i in rest if i not in val_set]
     if not train or not val_idx:
-        raise DataError(f"fold {subject}: too few images to split ({len(rest)} outside the test subject)")
+        raise DataError(f"fold {fold}: too few images to split ({len(rest)} outside the test set)")
     return Split(tuple(train), tuple(val_idx), tuple(test))
+
+
+def _fixed(table: dict, fold: int, protocol: Protocol) -> Split:
+    if fold not in table:
+        raise DataError(f"{protocol.path}: no fold {fold} (folds: {', '.join(map(str, sorted(table)))})")
+    return Split(*(tuple(table[fold][r]) for r in ("train", "val", "test")))
 
 
 ROLES = ("train", "val", "test")
@@ -77,9 +87,13 @@ def split_table(records: Sequence[Record], split: Split) -> str:
     return "\n".join(lines) + "\n"
 
 
-def read_split(path: str | Path, records: Sequence[Record], subject: int) -> Split:
-    """A split file back into indices, refusing any file that is not a LOPO split of `subject`."""
+def read_split(path: str | Path, records: Sequence[Record], fold: int, protocol: Protocol | str = "lopo") -> Split:
+    """A split file back into indices, refusing any that is not a split of `fold` under `protocol`:
+    under LOPO its test images must be exactly those of person `fold`; under every protocol no
+    image twice, test people not in validation, and (lopo, kfold) every image listed, test people
+    not in training. (Which people a kfold fold tests on is checked by gather over all folds.)"""
     path = Path(path)
+    protocol = parse_protocol(protocol) if isinstance(protocol, str) else protocol
     try:
         rows = [line.split("\t") for line in path.read_text().splitlines()[1:] if line.strip()]
     except OSError as e:
@@ -92,12 +106,17 @@ def read_split(path: str | Path, records: Sequence[Record], subject: int) -> Spl
                             f"(train/val/test) of an image in the data")
         by_role[row[3]].append(index[row[0]])
     listed = [i for idx in by_role.values() for i in idx]
-    if len(listed) != len(set(listed)) or len(listed) != len(records):
+    whole = protocol.kind != "split_file"
+    if len(listed) != len(set(listed)) or (whole and len(listed) != len(records)):
         raise DataError(f"split file {path} does not list every image of the data exactly once")
-    if {i for i in by_role["test"]} != {i for i, r in enumerate(records) if r.subject == subject}:
-        raise DataError(f"split file {path}: the test images are not exactly those of subject {subject}")
-    if not by_role["train"] or not by_role["val"]:
-        raise DataError(f"split file {path}: no training or no validation images")
+    if protocol.kind == "lopo" and set(by_role["test"]) != {i for i, r in enumerate(records) if r.subject == fold}:
+        raise DataError(f"split file {path}: the test images are not exactly those of subject {fold}")
+    tested = {records[i].subject for i in by_role["test"]}
+    if not by_role["test"] or not by_role["train"] or not by_role["val"]:
+        raise DataError(f"split file {path}: no test, no training or no validation images")
+    for role in ("val", "train") if whole else ("val",):
+        if tested & {records[i].subject for i in by_role[role]}:
+            raise DataError(f"split file {path}: people of the test images are also in {role}")
     return Split(*(tuple(sorted(by_role[r], key=lambda i: record_order(records[i]))) for r in ROLES))
 
 
@@ -105,7 +124,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from ageest.data.dataset import add_data_arguments
 
     add_data_arguments(p)
-    p.add_argument("--leave-subject", type=int, required=True, metavar="N")
+    p.add_argument("--fold", "--leave-subject", dest="fold", type=int, required=True, metavar="N",
+                   help="the fold (under lopo: the subject left out)")
     p.add_argument("--out", required=True, help="split TSV to write (image, subject, age, role)")
     add_config_arguments(p, "training config YAML (seed, val_rate, val_split)")
 
@@ -118,8 +138,8 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, args.overrides)
     records = read_records(args.images, args.root)
-    split = split_fold(records, args.leave_subject, config.seed, config.val_rate, config.val_split)
+    split = split_fold(records, args.fold, config.seed, config.val_rate, config.val_split, config.protocol)
     write_text_atomic(args.out, split_table(records, split))
-    print(f"fold {args.leave_subject:03d}: {len(split.train)} train, {len(split.val)} val, "
+    print(f"fold {args.fold:03d} ({config.protocol}): {len(split.train)} train, {len(split.val)} val, "
           f"{len(split.test)} test -> {args.out}")
     return 0

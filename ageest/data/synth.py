@@ -20,6 +20,8 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import shutil
+import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -414,6 +416,28 @@ def make_synthetic(outdir, seed: int = 0, n_subjects: int = 82, workers: int | N
     return [Path(p) for p in paths]
 
 
+def write_manifest_layout(images_dir: str | Path, manifest: str | Path) -> Path:
+    """The FG-NET-layout data of `images_dir` (and points/ beside it) copied under another layout
+    and names, listed in the table `manifest` (image, age, subject, points), written in its folder:
+    faces/person-NNN/<99 - age><x|y|z>.jpeg (names sort against age order; same-age photos keep
+    their order), landmark files marks/KKKK.pts, subjects named person-NNN (so their ids are FG-NET's:
+    1..N in sorted order), rows in reverse order (row order is free). Returns the manifest path."""
+    from ageest.data.fgnet import scan_images
+
+    images_dir, manifest = Path(images_dir), Path(manifest)
+    dest = manifest.parent
+    rows = []
+    for k, r in enumerate(scan_images(images_dir)):
+        image = f"faces/person-{r.subject:03d}/{99 - r.age:02d}{'xyz'[' ab'.index(r.suffix or ' ')]}.jpeg"
+        pts = f"marks/{k:04d}.pts"
+        for src, dst in ((r.path, image), (default_points_dir(images_dir) / f"{r.path.stem.lower()}.pts", pts)):
+            (dest / dst).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dest / dst)
+        rows.append(f"{image}\t{r.age}\tperson-{r.subject:03d}\t{pts}")
+    manifest.write_text("\n".join(["image\tage\tsubject\tpoints", *reversed(rows)]) + "\n")
+    return manifest
+
+
 def make_photo(faces, size=(640, 480), seed: int = 0, return_landmarks: bool = False):
     """A "group photo": synthetic people side by side on one background.
 
@@ -446,11 +470,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("outdir", help="output folder (gets images/ and points/; same names are overwritten)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     parser.add_argument("--subjects", type=int, default=82, help="number of subjects (default: %(default)s)")
+    parser.add_argument("--manifest", default=None, metavar="NAME.tsv",
+                        help="write the data under another layout and names (a folder per person), listed in "
+                        "the manifest OUTDIR/NAME.tsv, instead of FG-NET's images/ and points/")
 
 
 def run(args: argparse.Namespace) -> int:
     if not 1 <= args.subjects <= 999:
         raise DataError(f"--subjects must be between 1 and 999 (FG-NET names use 3 digits), got {args.subjects}")
+    if args.manifest:
+        if Path(args.manifest).name != args.manifest or not args.manifest.endswith(".tsv"):
+            raise DataError(f"--manifest {args.manifest}: a file name ending in .tsv (it is written in {args.outdir})")
+        Path(args.outdir).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=args.outdir) as tmp:
+            paths = make_synthetic(tmp, seed=args.seed, n_subjects=args.subjects)
+            manifest = write_manifest_layout(Path(tmp) / "images", Path(args.outdir) / args.manifest)
+        print(f"wrote {len(paths)} images under {Path(args.outdir) / 'faces'}, listed in {manifest}")
+        return 0
     paths = make_synthetic(args.outdir, seed=args.seed, n_subjects=args.subjects)
     print(f"wrote {len(paths)} images to {Path(args.outdir) / 'images'}")
     return 0

@@ -1,4 +1,11 @@
-"""Tables over all LOPO folds: folds, summary, seeds, comparison (paired tests), predictions, history.
+"""Tables over all folds of a study: folds, summary, seeds, comparison (paired tests), predictions, history.
+
+The folds are those of one protocol (`lopo`, `kfold:K`, `split_file:PATH`; the training key
+`protocol`). Under LOPO a fold is a person and folds.tsv names it `subject`; under the others
+folds.tsv names it `fold`, and the predictions table has a `fold` column. Errors are paired per
+image and per person whatever the protocol (a person's MAE is over all their test images), and
+the bootstrap resamples people. Every table has a `protocol` column; data without people (a
+manifest without a subject column) says "image-level" there: each image counts as its own person.
 
 Reads each fold's metrics.json with the predictions.tsv (and history.tsv, if there) beside it.
 Folds of one study must share the data fingerprint, the training config (but for its seed) and each
@@ -40,7 +47,9 @@ class Fold:
         self.path = metrics_path
         self.metrics = metrics
         self.loss = str(metrics["loss"])
-        self.subject = int(metrics["subject"])
+        self.fold = int(metrics.get("fold", metrics.get("subject")))
+        self.protocol = str(metrics["config"].get("protocol", "lopo"))
+        self.image_level = bool(metrics.get("image_level", False))
         self.seed = int(metrics["config"].get("seed", 0))
         self.seeded = False  # set by load_folds: labels and tables name seeds when a method has several
         self.predictions = predictions
@@ -49,7 +58,7 @@ class Fold:
     @property
     def label(self) -> str:
         seed = f"seed{self.seed}/" if self.seeded else ""
-        return f"{self.loss}/{seed}{self.subject:03d}"
+        return f"{self.loss}/{seed}{self.fold:03d}"
 
 
 def _metrics_path(p: str | Path) -> Path:
@@ -66,9 +75,11 @@ def load_fold(path: str | Path) -> Fold:
         raise AgeestError(f"{mpath}: not found") from None
     except (OSError, json.JSONDecodeError) as e:
         raise AgeestError(f"{mpath}: not a readable metrics file ({e})") from None
-    for key in ("loss", "subject", "data_fingerprint", "config"):
+    for key in ("loss", "data_fingerprint", "config"):
         if key not in metrics:
             raise AgeestError(f"{mpath}: no '{key}' key")
+    if "fold" not in metrics and "subject" not in metrics:
+        raise AgeestError(f"{mpath}: no 'fold' key")
     ppath = mpath.parent / "predictions.tsv"
     try:
         pred = pd.read_csv(ppath, sep="\t")
@@ -141,7 +152,7 @@ def check_consistent(folds: list[Fold]) -> None:
         raise AgeestError("no folds given")
     seen: dict[tuple[str, int, int], Fold] = {}
     for f in folds:
-        key = (f.loss, f.seed, f.subject)
+        key = (f.loss, f.seed, f.fold)
         if key in seen:
             raise AgeestError(f"fold {f.label} given twice ({seen[key].path} and {f.path})")
         seen[key] = f
@@ -153,23 +164,46 @@ def check_consistent(folds: list[Fold]) -> None:
     # Trained folds record the precision they ran in; folds without it (baselines) are exempt.
     trained = [f for f in folds if _precision(f) is not None]
     _name_outliers(trained, lambda f: str(_precision(f)), "precision (bf16 and fp32 training)")
-    # Every method and seed of a subject validates on the same people (the split is drawn once).
-    for s in sorted({f.subject for f in folds}):
-        _name_outliers([f for f in folds if f.subject == s and "split_digest" in f.metrics],
-                       lambda f: str(f.metrics["split_digest"]), f"split_digest (validation splits of subject {s:03d})")
+    # Every method and seed of a fold validates on the same people (the split is drawn once).
+    unit = fold_unit(folds)
+    for s in sorted({f.fold for f in folds}):
+        _name_outliers([f for f in folds if f.fold == s and "split_digest" in f.metrics],
+                       lambda f: str(f.metrics["split_digest"]), f"split_digest (validation splits of {unit} {s:03d})")
     by_run: dict[tuple[str, int], set[int]] = {}
     for f in folds:
-        by_run.setdefault((f.loss, f.seed), set()).add(f.subject)
+        by_run.setdefault((f.loss, f.seed), set()).add(f.fold)
     union = set().union(*by_run.values())
     seeded = folds[0].seeded
     lacking = [f"{loss}{f' seed {seed}' if seeded else ''} lacks {', '.join(f'{s:03d}' for s in sorted(union - subs))}"
                for (loss, seed), subs in by_run.items() if subs != union]
     if lacking:
-        raise AgeestError(f"losses cover different subjects: {'; '.join(lacking)}")
-    for f in folds:
-        other = sorted(set(f.predictions["subject"].astype(int)) - {f.subject})
-        if other:
-            raise AgeestError(f"fold {f.label}: predictions.tsv holds subject(s) {other} besides the left-out one")
+        raise AgeestError(f"losses cover different {unit}s: {'; '.join(lacking)}")
+    if unit == "subject":
+        for f in folds:
+            other = sorted(set(f.predictions["subject"].astype(int)) - {f.fold})
+            if other:
+                raise AgeestError(f"fold {f.label}: predictions.tsv holds subject(s) {other} besides the left-out one")
+    elif not folds[0].protocol.startswith("split_file:"):
+        # k-fold: each image tested once per method and seed, each person in one fold only.
+        for what in ("image", "subject"):
+            where: dict[tuple, Fold] = {}
+            for f in folds:
+                for v in set(f.predictions[what]):
+                    other = where.setdefault((f.loss, f.seed, v), f)
+                    if other is not f:
+                        raise AgeestError(f"folds {other.label} and {f.label} both test {what} {v}: "
+                                          f"the folds of {f.protocol} must test disjoint people")
+
+
+def fold_unit(folds: list[Fold]) -> str:
+    """What a fold is called in the tables: 'subject' under LOPO (a fold is a person), else 'fold'."""
+    return "subject" if folds[0].protocol == "lopo" else "fold"
+
+
+def protocol_label(folds: list[Fold]) -> str:
+    """The protocol as the tables state it, 'image-level' where the data has no people."""
+    f = folds[0]
+    return f"{f.protocol}, image-level (no subject column: each image its own person)" if f.image_level else f.protocol
 
 
 def predictions_table(folds: list[Fold], prediction: str = "predicted_age") -> pd.DataFrame:
@@ -181,6 +215,7 @@ def predictions_table(folds: list[Fold], prediction: str = "predicted_age") -> p
         p = f.predictions.copy()
         if prediction not in p.columns:
             raise AgeestError(f"fold {f.label}: predictions.tsv has no {prediction} column")
+        p.insert(0, "fold", f.fold)
         p.insert(0, "seed", f.seed)
         p.insert(0, "loss", f.loss)
         p["subject"] = p["subject"].astype(int)
@@ -192,7 +227,7 @@ def predictions_table(folds: list[Fold], prediction: str = "predicted_age") -> p
         p["abs_error_rounded"] = (p["predicted_age_rounded"].astype(float) - p["age"].astype(float)).abs()
         rows.append(p)
     out = pd.concat(rows, ignore_index=True)
-    cols = ["loss", "seed", "subject", "image", "age", "predicted_age", "predicted_std", "predicted_age_rounded",
+    cols = ["loss", "seed", "fold", "subject", "image", "age", "predicted_age", "predicted_std", "predicted_age_rounded",
             "error", "abs_error", "abs_error_rounded"]
     return out[[c for c in cols if c in out.columns] + [c for c in out.columns if c not in cols]]
 
@@ -208,7 +243,7 @@ PER_FOLD = ("folds", "predictions", "history")
 def main_columns(table: str, seeded: bool = False) -> list[str]:
     """Fixed leading columns of a table (summary, seeds and predictions add data-dependent ones)."""
     cols = {
-        "folds": FOLDS_COLUMNS,
+        "folds": FOLDS_COLUMNS + ["protocol"],  # under a protocol other than lopo 'subject' reads 'fold'
         "summary": SUMMARY_COLUMNS + SEED_COLUMNS,
         "seeds": SUMMARY_COLUMNS[:1] + ["seed"] + SUMMARY_COLUMNS[1:],
         "comparison": COMPARISON_COLUMNS,
@@ -218,29 +253,34 @@ def main_columns(table: str, seeded: bool = False) -> list[str]:
 
 
 def folds_table(folds: list[Fold], preds: pd.DataFrame) -> pd.DataFrame:
+    """One row per (method, seed, fold); the fold column is named by `fold_unit`."""
     rows = []
     for f in folds:
-        p = preds[(preds["loss"] == f.loss) & (preds["seed"] == f.seed) & (preds["subject"] == f.subject)]
+        p = preds[(preds["loss"] == f.loss) & (preds["seed"] == f.seed) & (preds["fold"] == f.fold)]
         m = f.metrics
-        rows.append({"loss": f.loss, "seed": f.seed, "subject": f.subject, "n_test": len(p),
+        rows.append({"loss": f.loss, "seed": f.seed, "subject": f.fold, "n_test": len(p),
                      "mae": stats.mae(p["abs_error"]), "best_epoch": m.get("best_epoch", math.nan),
                      "val_mae": m.get("val_mae", math.nan), "seconds": m.get("seconds", math.nan)})
-    return pd.DataFrame(rows, columns=FOLDS_COLUMNS)
+    return pd.DataFrame(rows, columns=FOLDS_COLUMNS).rename(columns={"subject": fold_unit(folds)})
+
+
+def subject_maes(preds: pd.DataFrame) -> pd.Series:
+    """MAE per (loss, seed, subject) over the person's test images (under LOPO: the fold's MAE)."""
+    return preds.groupby(["loss", "seed", "subject"], sort=False)["abs_error"].apply(stats.mae)
 
 
 def _losses_in_order(folds: list[Fold]) -> list[str]:
     return list(dict.fromkeys(f.loss for f in folds))
 
 
-def seeds_table(preds: pd.DataFrame, folds_t: pd.DataFrame, losses: list[str]) -> pd.DataFrame:
-    """One row per (method, seed): its LOPO MAE, per-subject MAE, CS(θ), MAE per age band."""
+def seeds_table(preds: pd.DataFrame, sub_t: pd.Series, losses: list[str]) -> pd.DataFrame:
+    """One row per (method, seed): its MAE over images, per-subject MAE, CS(θ), MAE per age band."""
     bands = sorted({stats.age_band(a, BAND_WIDTH) for a in preds["age"]})
     rows = []
     for loss in losses:
         for seed in sorted(preds.loc[preds["loss"] == loss, "seed"].unique()):
             p = preds[(preds["loss"] == loss) & (preds["seed"] == seed)]
-            fs = folds_t[(folds_t["loss"] == loss) & (folds_t["seed"] == seed)]
-            rows.append(_summary_row(loss, int(seed), p, fs["mae"].to_numpy(float), bands))
+            rows.append(_summary_row(loss, int(seed), p, sub_t.loc[(loss, seed)].to_numpy(float), bands))
     return pd.DataFrame(rows)
 
 
@@ -298,11 +338,12 @@ COMPARISON_COLUMNS = [
 ]
 
 
-def seed_averaged(preds: pd.DataFrame, folds_t: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
-    """(absolute error per (loss, subject, image), MAE per (loss, subject)), each averaged over the
-    loss's seeds. Every seed tests the same images, so the second is the per-subject mean of the first."""
-    img = preds.groupby(["loss", "subject", "image"], sort=False)["abs_error"].mean()
-    sub = folds_t.groupby(["loss", "subject"], sort=False)["mae"].mean()
+def seed_averaged(preds: pd.DataFrame, sub_t: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """(absolute error per (loss, fold, subject, image), MAE per (loss, subject)), each averaged
+    over the loss's seeds. Every seed tests the same images, so the second is the per-subject mean
+    of the first. (The fold level keeps apart an image a fixed split tests in several folds.)"""
+    img = preds.groupby(["loss", "fold", "subject", "image"], sort=False)["abs_error"].mean()
+    sub = sub_t.groupby(level=["loss", "subject"], sort=False).mean()
     return img, sub
 
 
@@ -352,12 +393,12 @@ def history_table(folds: list[Fold]) -> pd.DataFrame:
     for f in folds:
         if f.history is not None and len(f.history):
             h = f.history.copy()
-            h.insert(0, "subject", f.subject)
+            h.insert(0, fold_unit(folds), f.fold)
             h.insert(0, "seed", f.seed)
             h.insert(0, "loss", f.loss)
             rows.append(h)
     if not rows:
-        return pd.DataFrame(columns=["loss", "seed", "subject", "epoch", "val_mae"])
+        return pd.DataFrame(columns=["loss", "seed", fold_unit(folds), "epoch", "val_mae"])
     return pd.concat(rows, ignore_index=True)
 
 
@@ -374,8 +415,9 @@ def gather(paths: list[str | Path], outdir: str | Path, reference: str = "softma
     losses = _losses_in_order(folds)
     preds = predictions_table(folds, prediction)
     folds_t = folds_table(folds, preds)
-    seeds_t = seeds_table(preds, folds_t, losses)
-    img_err, sub_mae = seed_averaged(preds, folds_t)
+    sub_t = subject_maes(preds)
+    seeds_t = seeds_table(preds, sub_t, losses)
+    img_err, sub_mae = seed_averaged(preds, sub_t)
     summary = summary_table(seeds_t, img_err, n_boot, seed)
     n_seeds = dict(zip(summary["loss"], summary["n_seeds"]))
     tables = {
@@ -386,8 +428,13 @@ def gather(paths: list[str | Path], outdir: str | Path, reference: str = "softma
         "predictions": preds,
         "history": history_table(folds),
     }
+    if fold_unit(folds) == "subject":  # LOPO: the fold is the subject column
+        tables["predictions"] = preds.drop(columns="fold")
     if not folds[0].seeded:  # a one-seed study: the tables it always had
         tables.update({t: tables[t].drop(columns="seed") for t in PER_FOLD})
+    label = protocol_label(folds)
+    for df in tables.values():
+        df["protocol"] = label
     out = Path(outdir)
     for name, df in tables.items():
         _write_tsv(df, out / f"{name}.tsv")
@@ -413,11 +460,11 @@ def run(args: argparse.Namespace) -> int:
     s = tables["summary"]
     for _, r in s.iterrows():
         spread = f" ± {r['mae_seed_sd']:.3f} (sd over {r['n_seeds']} seeds)" if r["n_seeds"] > 1 else ""
-        print(f"{r['loss']}: LOPO MAE {r['mae']:.3f}{spread} years (subject-clustered 95% CI "
+        print(f"{r['loss']}: MAE {r['mae']:.3f}{spread} years (subject-clustered 95% CI "
               f"{r['mae_ci_low']:.3f}..{r['mae_ci_high']:.3f}) over {r['images']} images, "
               f"{r['n_subjects']} subjects")
     for _, r in tables["comparison"].iterrows():
-        print(f"{r['loss']} - {r['reference']}: LOPO MAE difference {r['image_mae_diff']:+.3f} "
+        print(f"{r['loss']} - {r['reference']}: MAE difference {r['image_mae_diff']:+.3f} "
               f"(subject-clustered 95% CI {r['image_clustered_ci_low']:+.3f}..{r['image_clustered_ci_high']:+.3f}, "
               f"p {r['image_clustered_p']:.3g}); per-subject MAE difference {r['subject_mae_diff']:+.3f} "
               f"(95% CI {r['subject_ci_low']:+.3f}..{r['subject_ci_high']:+.3f}), "

@@ -16,19 +16,32 @@ from ageest.data.splits import Split, read_split, split_fold, split_table
 PREDICTION_HEADER = ("image", "subject", "age", "predicted_age", "predicted_std", "predicted_age_rounded")
 
 
-def fold_split(records: Sequence[Record], subject: int, config: Config,
+def fold_identity(fold: int, config: Config, records: Sequence[Record]) -> dict:
+    """How metrics.json names its fold: `fold` always; `subject` too under LOPO (the person left
+    out); `image_level` where the data has no people (each image counted as its own person)."""
+    from ageest.data.protocols import image_level
+
+    ident = {"fold": fold, **({"subject": fold} if config.protocol == "lopo" else {})}
+    return {**ident, "image_level": True} if image_level(records) else ident
+
+
+def fold_split(records: Sequence[Record], fold: int, config: Config,
                split_file: str | Path | None = None) -> tuple[Split, str]:
-    """The fold's split (from `split_file` if given, else drawn from the config's seed) and its short digest."""
-    split = (read_split(split_file, records, subject) if split_file
-             else split_fold(records, subject, config.seed, config.val_rate, config.val_split))
+    """The fold's split under the config's protocol (from `split_file` if given, else drawn from the
+    config's seed) and its short digest."""
+    split = (read_split(split_file, records, fold, config.protocol) if split_file
+             else split_fold(records, fold, config.seed, config.val_rate, config.val_split, config.protocol))
     return split, hashlib.sha256(split_table(records, split).encode()).hexdigest()[:16]
 
 
 def predictions_tsv(records: Sequence[Record], predicted: np.ndarray, std: np.ndarray) -> str:
-    """predictions.tsv: one row per test image (ages in years; std NaN where a method has none)."""
-    lines = ["\t".join(PREDICTION_HEADER)]
+    """predictions.tsv: one row per test image (ages in years; std NaN where a method has none), and
+    a `person` column with the manifest's own subject strings where it has them."""
+    person = any(r.person for r in records)
+    lines = ["\t".join(PREDICTION_HEADER + (("person",) if person else ()))]
     for r, m, s in zip(records, predicted, std):
-        lines.append(f"{r.name}\t{r.subject}\t{r.age}\t{m:.4f}\t{s:.4f}\t{int(np.rint(m))}")
+        lines.append(f"{r.name}\t{r.subject}\t{r.age}\t{m:.4f}\t{s:.4f}\t{int(np.rint(m))}"
+                     + (f"\t{r.person}" if person else ""))
     return "\n".join(lines) + "\n"
 
 

@@ -1,9 +1,9 @@
 """What a study config makes the workflow run, decided in one place (and no torch imported).
 
 `plan_study(config, project_dir)` validates the workflow config (the schema, then the training
-section by ageest.config.Config), and says which losses, seeds and subjects are trained, where the
-data comes from, which training jobs there are (`folds_per_job` folds each) and what each job asks
-for. Every problem is a ConfigError naming the config key (`error.key`, e.g. 'training.epochs').
+section by ageest.config.Config), and says which losses, seeds and folds (under the protocol:
+subjects left out, k-fold or a split file's) are trained, where the data comes from, which
+training jobs there are (`folds_per_job` folds each) and what each job asks for. Every problem is a ConfigError naming the config key (`error.key`, e.g. 'training.epochs').
 """
 
 from __future__ import annotations
@@ -31,13 +31,13 @@ class Study:
     losses: list[str]
     baselines: list[str]
     seeds: list[int]  # training seeds; one seed keeps results/folds/LOSS/NNN
-    subjects: list[int]  # the subjects left out, one fold each
-    all_subjects: list[int]  # every subject of the data (what training draws from)
+    folds: list[int]  # the folds run (under lopo: the subjects left out)
+    all_folds: list[int]  # every fold of the protocol on this data
     images: str  # the FG-NET-layout folder, or the manifest table (data.source manifest)
     data_rule: str | None  # 'synth' or 'download': the rule that makes `images`; None: given as is
     sums: str | None  # the SHA-256 list the data is verified against
     training: dict  # results/config/training.yaml: the training section plus save_model
-    chunks: list[list[int]]  # the subjects of each training job, folds_per_job at most
+    chunks: list[list[int]]  # the folds of each training job, folds_per_job at most
     gpu: bool
     root: str = ""  # the folder a manifest's paths are under ('' for an image folder)
 
@@ -48,7 +48,13 @@ class Study:
     @property
     def fold_key(self) -> str:
         """Fold folders below results/folds: a seed level only with several seeds."""
-        return "{loss}/seed{seed}/{subject}" if len(self.seeds) > 1 else "{loss}/{subject}"
+        return "{loss}/seed{seed}/{fold}" if len(self.seeds) > 1 else "{loss}/{fold}"
+
+    @property
+    def split_file(self) -> str | None:
+        """protocol split_file: the table the split jobs read (their input); None otherwise."""
+        p = str(self.training.get("protocol", "lopo"))
+        return p.partition(":")[2] if p.startswith("split_file:") else None
 
     @property
     def data_root(self) -> str:
@@ -88,23 +94,37 @@ def plan_study(config: dict, project_dir: str | Path, local: bool = True) -> Stu
     project_dir = Path(project_dir)
     config = validated(config, yaml.safe_load((project_dir / SCHEMA).read_text()))
     losses = _losses(config)
+    protocol = _protocol(config)
     training = _training(config)
     gpu = bool(config["resources"]["gpu"]) or str(training.get("device", "auto")).startswith("cuda")
     if gpu and str(training.get("device", "auto")) == "cpu":
         raise ConfigError("is true but training.device is 'cpu'", "resources.gpu")
     if config["data"]["source"] == "manifest":
         images, root = _manifest_source(config)
-        rule, sums, every = None, None, _manifest_subjects(config, images, root, training)
+        rule, sums = None, None
+        records = _manifest_records(config, images, root, training, protocol)
+        every = sorted({r.subject for r in records})
+    elif config["data"]["source"] == "synthetic" and config["data"]["manifest"]:
+        images = os.path.normpath(config["data"]["manifest"])
+        if not images.lower().endswith(".tsv") or os.path.dirname(images) in ("", "."):
+            raise ConfigError(f"'{images}' must be a .tsv table inside the folder `ageest synth --manifest` "
+                              "writes (e.g. resources/synth-manifest/faces.tsv)", "data.manifest")
+        root, rule, sums, records = os.path.dirname(images), "synth", None, None
+        every = _data_subjects(config, images, rule, sums)
     else:
         images, root = os.path.normpath(config["data"]["images"]), ""
         rule = _data_rule(config, images)
         sums = _sums_file(config["data"]["sha256"], project_dir)
         every = _data_subjects(config, images, rule, sums)
-    subjects = _selected(config["subjects"], every)
+        records = None
+    all_folds = _protocol_folds(protocol, every, records, images if rule is None else None)
+    folds = _selected(config["subjects"], all_folds, protocol)
     k = int(config["resources"]["folds_per_job"]) if local else 1
-    return Study(config, losses, list(config["baselines"]), _seeds(config, training), subjects, every, images,
+    if protocol != "lopo":
+        training["protocol"] = protocol  # absent under lopo: a LOPO study's training.yaml is unchanged
+    return Study(config, losses, list(config["baselines"]), _seeds(config, training), folds, all_folds, images,
                  rule, sums, {**training, "save_model": bool(config["keep_models"])},
-                 [subjects[i:i + k] for i in range(0, len(subjects), k)], gpu, root)
+                 [folds[i:i + k] for i in range(0, len(folds), k)], gpu, root)
 
 
 def validated(config: dict, schema: dict) -> dict:
@@ -153,6 +173,50 @@ def _losses(config: dict) -> list[str]:
         raise ConfigError(f"'{config['reference_loss']}' is not one of losses ({', '.join(config['losses'])})",
                           "reference_loss")
     return list(config["losses"])
+
+
+def _protocol(config: dict) -> str:
+    """The top-level `protocol` as the training key's string ('lopo', 'kfold:5', 'split_file:PATH')."""
+    from ageest.data.protocols import parse_protocol
+
+    if "protocol" in config["training"]:
+        raise ConfigError("set the top-level protocol instead (lopo, {kfold: K} or {split_file: PATH})",
+                          "training.protocol")
+    p = config["protocol"]
+    text = p if isinstance(p, str) else (f"kfold:{p['kfold']}" if "kfold" in p else f"split_file:{p['split_file']}")
+    try:
+        protocol = parse_protocol(text)
+    except ValueError as e:
+        raise ConfigError(str(e), "protocol") from None
+    if protocol.kind == "split_file" and not os.path.isfile(protocol.path):
+        raise ConfigError(f"split file '{protocol.path}' not found", "protocol")
+    return text
+
+
+def _protocol_folds(protocol: str, people: list[int], records, images: str | None) -> list[int]:
+    """The protocol's folds: under lopo the people; kfold 1..K (K at most the people); a split
+    file's, every row checked against the data when the data is there (else in the split jobs)."""
+    from ageest.data.protocols import fold_ids, parse_protocol
+
+    p = parse_protocol(protocol)
+    if p.kind == "lopo":
+        return people
+    if p.kind == "kfold":
+        if p.k > len(people):
+            raise ConfigError(f"kfold: {p.k} folds need at least {p.k} people; the data has {len(people)}", "protocol")
+        return list(range(1, p.k + 1))
+    if records is None and images and os.path.isdir(images):
+        from ageest.data.fgnet import scan_images
+
+        records = scan_images(images)
+    try:
+        if records is not None:
+            return fold_ids(p, records)
+        from ageest.data.protocols import split_file_folds
+
+        return split_file_folds(p.path)
+    except AgeestError as e:
+        raise ConfigError(str(e), "protocol") from None
 
 
 def _training(config: dict) -> dict:
@@ -257,11 +321,10 @@ def _manifest_source(config: dict) -> tuple[str, str]:
     return manifest, root
 
 
-def _manifest_subjects(config: dict, manifest: str, root: str, training: dict) -> list[int]:
-    """The people of a manifest, every row checked now (before any job), ages against the training
+def _manifest_records(config: dict, manifest: str, root: str, training: dict, protocol: str) -> list:
+    """The records of a manifest, every row checked now (before any job), ages against the training
     age range: a bad row is a ConfigError naming data.manifest, its message the row and column."""
     from ageest.config import from_dict
-    from ageest.data.fgnet import subjects_of
     from ageest.data.manifest import read_manifest
 
     c = from_dict(training)
@@ -269,24 +332,26 @@ def _manifest_subjects(config: dict, manifest: str, root: str, training: dict) -
         m = read_manifest(manifest, root, ages=(c.min_age, c.max_age))
     except AgeestError as e:
         raise ConfigError(str(e), "data.manifest") from None
-    if not m.has_subjects:
-        # Only person-level protocols exist so far; image-level ones may run without people.
+    if not m.has_subjects and protocol == "lopo":
+        # Without people only image-level protocols run: each image is then its own person.
         raise ConfigError(f"{manifest} has no subject column: leave-one-person-out needs each image's "
-                          "person (add a subject column)", "data.manifest")
+                          "person (add a subject column, or set protocol: {kfold: K} for image-level folds)",
+                          "data.manifest")
     if c.align == "landmarks" and not c.align_fallback and all(r.points is None for r in m.records):
         raise ConfigError(f"{manifest} names no landmark file (points column) to align on; add one, or set "
                           "training.align: none", "data.manifest")
-    return subjects_of(m.records)
+    return m.records
 
 
-def _selected(wanted: Any, every: list[int]) -> list[int]:
+def _selected(wanted: Any, every: list[int], protocol: str) -> list[int]:
     if wanted == "all":
         return every
     wanted = [int(s) for s in wanted]  # --config subjects=[1,2] gives strings
     _no_repeats(wanted, "subjects")
     missing = sorted(set(wanted) - set(every))
     if missing:
-        raise ConfigError(f"subject(s) {', '.join(map(str, missing))} not in the data ({len(every)} subjects: "
+        what, where = ("subject", "data") if protocol == "lopo" else ("fold", f"study ({protocol})")
+        raise ConfigError(f"{what}(s) {', '.join(map(str, missing))} not in the {where} ({len(every)} {what}s: "
                           f"{every[0]}..{every[-1]})", "subjects")
     return sorted(wanted)
 

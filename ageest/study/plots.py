@@ -1,6 +1,6 @@
 """Plots of the study's tables (from `ageest gather`): PNGs readable without the tables.
 
-ranking.png             every method ranked by LOPO MAE, with its subject-clustered 95% CI
+ranking.png             every method ranked by MAE over all test images, with its subject-clustered 95% CI
 subject_mae_paired.png  per-subject MAE, each method vs the reference (diagonal = equal)
 cs_curves.png           cumulative score CS(θ) per method
 predicted_vs_true.png   predicted vs true age per method
@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ageest.errors import AgeestError
-from ageest.study.gather import PER_FOLD
+from ageest.study.gather import PER_FOLD, subject_maes
 from ageest.io import atomic_path
 
 PLOTS = ("ranking", "subject_mae_paired", "cs_curves", "predicted_vs_true", "mae_by_age_band", "training_curves")
@@ -92,7 +92,11 @@ def _most_seeds(df: pd.DataFrame) -> int:
 
 def _study_note(folds: pd.DataFrame) -> str:
     seeds = _most_seeds(folds)
-    return f"LOPO, {folds['subject'].nunique()} subjects" + (f", up to {seeds} training seeds" if seeds > 1 else "")
+    protocol = str(folds["protocol"].iloc[0]) if "protocol" in folds.columns else "lopo"
+    what = (f"LOPO, {folds['subject'].nunique()} subjects" if protocol == "lopo"
+            else f"{protocol}, {folds['fold'].nunique()} folds")
+    return what + (f", up to {seeds} training seeds" if seeds > 1 else "")
+
 
 
 def _panels(plt, n: int, size: float, **kw):
@@ -121,7 +125,7 @@ def plot_ranking(summary: pd.DataFrame, seeds: pd.DataFrame, reference: str, pat
         # One subject gives a CI of width 0 around the MAE, float noise either side: whiskers >= 0.
         whiskers = np.maximum(0.0, [[r["mae"] - r["mae_ci_low"]], [r["mae_ci_high"] - r["mae"]]])
         ax.errorbar(r["mae"], y, xerr=whiskers, fmt="o",
-                    color=st["color"], ms=8, capsize=4, lw=2, label="LOPO MAE, 95% CI" if y == 0 else None)
+                    color=st["color"], ms=8, capsize=4, lw=2, label="MAE, 95% CI" if y == 0 else None)
         per_seed = seeds.loc[seeds["loss"] == r["loss"], "mae"]
         if len(per_seed) > 1:
             first = "one training seed" not in ax.get_legend_handles_labels()[1]
@@ -132,16 +136,18 @@ def plot_ranking(summary: pd.DataFrame, seeds: pd.DataFrame, reference: str, pat
     names = [styles[m]["label"] + (" (reference)" if m == reference else "") for m in s["loss"]]
     ax.set_yticks(range(len(s)), names)
     ax.set_ylim(len(s) - 0.5, -0.7)  # best on top
-    ax.set_xlabel("LOPO MAE (years; all test images" + (", mean over seeds)" if several else ")"))
-    ax.set_title("Methods ranked by LOPO MAE\n95% CI: subject-clustered bootstrap"
+    ax.set_xlabel("MAE (years; all test images" + (", mean over seeds)" if several else ")"))
+    ax.set_title("Methods ranked by MAE\n95% CI: subject-clustered bootstrap"
                  + (" of seed-averaged errors; ticks: each seed's MAE" if several else ""))
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.5 / len(s) - 0.12), ncol=2, fontsize="small")
     _save(fig, path)
 
 
-def plot_subject_mae_paired(folds: pd.DataFrame, reference: str, path: Path) -> None:
+def plot_subject_mae_paired(folds: pd.DataFrame, reference: str, path: Path,
+                            subjects: pd.DataFrame | None = None) -> None:
+    """`subjects`: MAE per (loss, seed, subject) (gather's `subject_maes`); default: `folds` (LOPO only)."""
     plt, sns = _plt()
-    by = folds.groupby(["subject", "loss"])["mae"]
+    by = (folds if subjects is None else subjects).groupby(["subject", "loss"])["mae"]
     mean, lo, hi_ = (by.agg(f).unstack("loss") for f in ("mean", "min", "max"))
     others = [m for m in method_order(folds["loss"]) if m != reference]
     several = _most_seeds(folds) > 1
@@ -170,7 +176,7 @@ def plot_subject_mae_paired(folds: pd.DataFrame, reference: str, path: Path) -> 
         # Below the axes: inside, it hid the points of high-MAE subjects.
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize="x-small")
     what = "mean over seeds, " if several else ""
-    fig.suptitle(f"Per-subject MAE ({what}each point one left-out subject; {_study_note(folds)})", y=1.0)
+    fig.suptitle(f"Per-subject MAE ({what}each point one person's test images; {_study_note(folds)})", y=1.0)
     fig.tight_layout()
     _save(fig, path)
 
@@ -277,7 +283,8 @@ def plot_training_curves(history: pd.DataFrame, path: Path, folds: pd.DataFrame 
                 v = folds.loc[folds["loss"] == m, "val_mae"].mean()
                 ax.axhline(v, color=styles[m]["color"], ls="--", lw=1.2, label=f"{styles[m]['label']}: {v:.1f}")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_title(f"{loss} ({d.groupby(['seed', 'subject']).ngroups} fold runs)", fontsize="medium")
+        unit = "subject" if "subject" in d.columns else "fold"
+        ax.set_title(f"{loss} ({d.groupby(['seed', unit]).ngroups} fold runs)", fontsize="medium")
         ax.set_xlabel("Epoch")
         ax.set_ylabel("Validation MAE (years)")
         if ax is axes[0]:  # the same entries in every panel, but for the colour
@@ -298,7 +305,7 @@ def make_plots(tables: str | Path, outdir: str | Path, reference: str = "softmax
                           f"({', '.join(sorted(set(folds['loss'])))})")
     paths = {name: outdir / f"{name}.png" for name in PLOTS}
     plot_ranking(summary, seeds, reference, paths["ranking"])
-    plot_subject_mae_paired(folds, reference, paths["subject_mae_paired"])
+    plot_subject_mae_paired(folds, reference, paths["subject_mae_paired"], subject_maes(preds).rename("mae").reset_index())
     plot_cs_curves(summary, seeds, paths["cs_curves"])
     plot_predicted_vs_true(preds, paths["predicted_vs_true"])
     plot_mae_by_age_band(seeds, paths["mae_by_age_band"])

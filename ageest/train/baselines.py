@@ -91,14 +91,14 @@ def fit_predict(method: str, ages: np.ndarray, split, features: np.ndarray | Non
     raise ConfigError(f"unknown baseline '{method}' (known: {', '.join(BASELINES)})")
 
 
-def run_baselines(images: str | Path, methods: Sequence[str], subjects: Sequence[int], out_root: str | Path,
+def run_baselines(images: str | Path, methods: Sequence[str], folds: Sequence[int], out_root: str | Path,
                   config: Config, *, cache: str | Path | None = None, points: str | Path | None = None,
                   root: str | Path | None = None, split_dir: str | Path | None = None, log=print) -> list[dict]:
-    """Each method on each subject's fold; writes out_root/METHOD/NNN/{predictions.tsv,metrics.json}."""
+    """Each method on each fold (under LOPO: each subject's); writes out_root/METHOD/NNN/{predictions.tsv,metrics.json}."""
     from ageest.pipeline.cache import default_cache_path, default_points_dir, open_cache
     from ageest.data.dataset import read_records
     from ageest.data.fgnet import data_fingerprint
-    from ageest.study.outputs import fold_split, predictions_tsv, provenance
+    from ageest.study.outputs import fold_identity, fold_split, predictions_tsv, provenance
     from ageest.io import write_json_atomic, write_text_atomic
 
     unknown = [m for m in methods if m not in BASELINES]
@@ -116,9 +116,8 @@ def run_baselines(images: str | Path, methods: Sequence[str], subjects: Sequence
                             points_dir)
         features = grey_features(arr, config.image_size)
     results = []
-    for subject in subjects:
-        split, digest = fold_split(records, subject, config,
-                                   Path(split_dir) / f"{subject:03d}.tsv" if split_dir else None)
+    for fold in folds:
+        split, digest = fold_split(records, fold, config, Path(split_dir) / f"{fold:03d}.tsv" if split_dir else None)
         for method in methods:
             t0 = time.perf_counter()
             val_pred, test_pred, chosen = fit_predict(method, ages, split, features)
@@ -126,7 +125,7 @@ def run_baselines(images: str | Path, methods: Sequence[str], subjects: Sequence
             val_pred, test_pred = (np.clip(p, config.min_age, config.max_age) for p in (val_pred, test_pred))
             test_ages = ages[list(split.test)]
             metrics = {
-                "subject": subject, "loss": method, "method": "baseline", **chosen,
+                **fold_identity(fold, config, records), "loss": method, "method": "baseline", **chosen,
                 "n_train": len(split.train), "n_val": len(split.val), "n_test": len(split.test),
                 "val_mae": float(np.abs(val_pred - ages[list(split.val)]).mean()),
                 "test_mae": float(np.abs(test_pred - test_ages).mean()),
@@ -134,11 +133,11 @@ def run_baselines(images: str | Path, methods: Sequence[str], subjects: Sequence
                 "seconds": time.perf_counter() - t0,
                 **provenance(config, fingerprint, digest, images),
             }
-            out = Path(out_root) / method / f"{subject:03d}"
+            out = Path(out_root) / method / f"{fold:03d}"
             write_text_atomic(out / "predictions.tsv", predictions_tsv(
                 [records[i] for i in split.test], test_pred, np.full(len(test_pred), np.nan)))
             write_json_atomic(out / "metrics.json", metrics)
-            log(f"{method} fold {subject:03d}: test MAE {metrics['test_mae']:.2f} "
+            log(f"{method} fold {fold:03d}: test MAE {metrics['test_mae']:.2f} "
                 f"(val MAE {metrics['val_mae']:.2f})")
             results.append(metrics)
     return results
@@ -150,7 +149,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_data_arguments(p)
     p.add_argument("--method", action="append", required=True, choices=BASELINES,
                    help="baseline to run (repeatable)")
-    p.add_argument("--subjects", type=int, nargs="+", required=True, metavar="N", help="subjects left out")
+    p.add_argument("--folds", "--subjects", dest="folds", type=int, nargs="+", required=True, metavar="N",
+                   help="the folds (under lopo: the subjects left out)")
     p.add_argument("--out", required=True, help="root of the fold folders: OUT/METHOD/NNN/")
     add_config_arguments(p, "training config YAML (split, image_size, align, age range)")
     p.add_argument("--cache", default=None, help="preprocessing cache from `ageest prepare`")
@@ -162,8 +162,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """The mean and ridge baselines on each subject's fold."""
     config = load_config(args.config, args.overrides)
-    if not args.subjects:
-        raise AgeestError("no subjects given")
-    run_baselines(args.images, args.method, args.subjects, args.out, config, cache=args.cache,
+    if not args.folds:
+        raise AgeestError("no folds given")
+    run_baselines(args.images, args.method, args.folds, args.out, config, cache=args.cache,
                   points=args.points, root=args.root, split_dir=args.split_dir, log=lambda m: print(m, flush=True))
     return 0

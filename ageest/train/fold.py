@@ -1,8 +1,8 @@
-"""Train and score leave-one-person-out folds: the one training entry point.
+"""Train and score a protocol's folds (leave-one-person-out by default): the one training entry point.
 
 A fold is prepared (data, split, network, optimiser), fitted (one loop, one checkpoint rule) and
-finished (the test subject scored once, the outputs written). `ageest train` trains several folds
-one after another in one process when given several `--leave-subject`s (one torch import for all).
+finished (its test images scored once, the outputs written). `ageest train` trains several folds
+one after another in one process when given several `--fold`s (one torch import for all).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from ageest.nn.losses import LOSSES, LossSpec, loss_spec
 from ageest.nn.model import backbone_batchnorms, build_model, head_parameters
 from ageest.pipeline.cache import default_cache_path, default_points_dir, open_cache
 from ageest.pipeline.sources import PlainSource, TensorSource
-from ageest.study.outputs import fold_split, predictions_tsv, provenance
+from ageest.study.outputs import fold_identity, fold_split, predictions_tsv, provenance
 from ageest.train.checkpoint import STATE_FILE, FoldState, StopFlag, load_state, save_state, stop_on_signals
 from ageest.train.devices import resolve_device
 from ageest.train.engine import EpochState, autocast_for, evaluate, precision_name, train_one_epoch, uses_bf16
@@ -42,11 +42,12 @@ class Interrupted(AgeestError):
     """SIGTERM/SIGINT arrived; the fold's state was saved and a rerun resumes it."""
 
 
-def run_fold(images: str | Path, subject: int, loss: str, out: str | Path, config: Config, *,
+def run_fold(images: str | Path, fold_id: int, loss: str, out: str | Path, config: Config, *,
              cache: str | Path | None = None, points: str | Path | None = None, root: str | Path | None = None,
              state_dir: str | Path | None = None, split_file: str | Path | None = None,
              log=print, started: float | None = None) -> dict:
-    """Train the fold that leaves `subject` out with loss `loss`; write its outputs into `out`.
+    """Train fold `fold_id` of the config's protocol (under LOPO: the one leaving that person out)
+    with loss `loss`; write its outputs into `out`.
 
     Writes predictions.tsv, history.tsv, model.pt (if config.save_model) and, last, metrics.json,
     each atomically. Resumable state goes to `state_dir` (default: `out`) as the checkpoint rule
@@ -55,7 +56,7 @@ def run_fold(images: str | Path, subject: int, loss: str, out: str | Path, confi
     Returns the metrics dict.
     """
     usage = FoldUsage.start()
-    fold = prepare_fold(images, subject, loss, out, config, cache=cache, points=points, root=root,
+    fold = prepare_fold(images, fold_id, loss, out, config, cache=cache, points=points, root=root,
                         state_dir=state_dir, split_file=split_file, log=log)
     state = FoldState()
     if fold.state_path.exists():
@@ -79,7 +80,7 @@ def run_fold(images: str | Path, subject: int, loss: str, out: str | Path, confi
                 last_save = time.monotonic()
             if stop:
                 where = f"in epoch {epoch + 1}" if state.epoch_state else f"after epoch {epoch + 1}"
-                raise Interrupted(f"fold {subject:03d} {loss}: stopped by signal {stop.signal} {where}; "
+                raise Interrupted(f"fold {fold_id:03d} {loss}: stopped by signal {stop.signal} {where}; "
                                   f"state saved to {fold.state_path}, rerun to resume")
     return finish_fold(fold, state, usage, startup, log)
 
@@ -88,7 +89,7 @@ def run_fold(images: str | Path, subject: int, loss: str, out: str | Path, confi
 class Fold:
     """A fold ready to train: its data and split, its network, optimiser and loss, where it writes."""
 
-    subject: int
+    fold_id: int  # the fold's number (under LOPO the person left out)
     loss: str
     config: Config
     images: Path
@@ -113,7 +114,7 @@ class Fold:
     frozen_bns: list  # backbone BatchNorms kept in eval mode in head-only epochs
 
 
-def prepare_fold(images, subject: int, loss: str, out, config: Config, *, cache=None, points=None, root=None,
+def prepare_fold(images, fold_id: int, loss: str, out, config: Config, *, cache=None, points=None, root=None,
                  state_dir=None, split_file=None, log=print) -> Fold:
     """Read the data, fix the split, seed the RNGs and build the network, optimiser and schedule."""
     spec = loss_spec(loss)
@@ -125,8 +126,8 @@ def prepare_fold(images, subject: int, loss: str, out, config: Config, *, cache=
     points_dir = Path(points) if points else default_points_dir(images)
     # With alignment the landmark files are part of the data: an edited .pts is another data set.
     fingerprint = data_fingerprint(records, points_dir if config.align != "none" else None)
-    split, split_digest = fold_split(records, subject, config, split_file)
-    identity = {"subject": subject, "loss": loss, "data_fingerprint": fingerprint,
+    split, split_digest = fold_split(records, fold_id, config, split_file)
+    identity = {**fold_identity(fold_id, config, records), "loss": loss, "data_fingerprint": fingerprint,
                 "config": config.result_keys(), "split": split_digest}
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -138,7 +139,7 @@ def prepare_fold(images, subject: int, loss: str, out, config: Config, *, cache=
     np.random.seed(config.seed)
     channels_last = config.channels_last and device.type != "mps"
     sources, fallback = _make_sources(records, split, config, device, cache, points_dir, channels_last)
-    log(f"fold subject={subject:03d} loss={loss}: {len(split.train)} train, {len(split.val)} val, "
+    log(f"fold {_named(fold_id, config)} loss={loss}: {len(split.train)} train, {len(split.val)} val, "
         f"{len(split.test)} test images on {device}")
     _check_ages([records[i].age for i in split.train + split.val + split.test], config)
     model = build_model(config.arch, config.num_classes, config.pretrained, spec.head).to(device)
@@ -148,7 +149,7 @@ def prepare_fold(images, subject: int, loss: str, out, config: Config, *, cache=
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                                  fused=device.type in ("cuda", "cpu"))
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(config.lr_milestones), config.lr_gamma)
-    return Fold(subject, loss, config, images, out, state_path, records, split, identity, fingerprint,
+    return Fold(fold_id, loss, config, images, out, state_path, records, split, identity, fingerprint,
                 split_digest, fallback, device, tuple(sources), spec, spec.kwargs(config),
                 config.age_grid(device), autocast_for(device, config.precision), model, optimizer, scheduler,
                 {id(p) for p in head_parameters(model)}, backbone_batchnorms(model) if config.freeze_bn else [])
@@ -180,7 +181,7 @@ def fit_epoch(fold: Fold, state: FoldState, epoch: int, stop: StopFlag, log=prin
     row = {"epoch": epoch + 1, **{k: v for k, v in tm.items() if k.startswith("train_")},
            "val_loss": vm["loss"], "val_mae": vm["mae"], "lr": lr, "seconds": tm["seconds"],
            "images_per_second": tm["images_per_second"], "val_seconds": time.perf_counter() - t_val}
-    _check_finite(row, fold.subject, fold.loss)
+    _check_finite(row, fold.fold_id, fold.loss)
     state.history.append(row)
     state.record_best(epoch + 1, vm["loss"], vm["mae"], fold.model)
     log(f"epoch {epoch + 1}/{c.epochs}{' (head only)' if frozen else ''}: "
@@ -190,14 +191,14 @@ def fit_epoch(fold: Fold, state: FoldState, epoch: int, stop: StopFlag, log=prin
 
 
 def finish_fold(fold: Fold, state: FoldState, usage: FoldUsage, startup: float, log=print) -> dict:
-    """Score the test subject once, with the model selected on validation loss; write the outputs."""
+    """Score the test images once, with the model selected on validation loss; write the outputs."""
     config, split, records = fold.config, fold.split, fold.records
     fold.model.load_state_dict(state.best["state"])
     tm = evaluate(fold.model, fold.sources[2].eval_batches(), fold.spec.fn, fold.ages,
                   loss_kwargs=fold.loss_kwargs, autocast=fold.autocast, predict=fold.spec.predict)
     done = usage.stamp(state)  # every run of the fold (a resumed fold ran more than once)
     metrics = {
-        "subject": fold.subject, "loss": fold.loss, "n_train": len(split.train), "n_val": len(split.val),
+        **fold_identity(fold.fold_id, config, records), "loss": fold.loss, "n_train": len(split.train), "n_val": len(split.val),
         "n_test": len(split.test), "best_epoch": state.best["epoch"], "val_loss": state.best["val_loss"],
         "val_mae": state.best["val_mae"], "best_val_mae_epoch": state.best_mae["epoch"],
         "best_val_mae": state.best_mae["val_mae"], "test_mae": tm["mae"],
@@ -218,7 +219,7 @@ def finish_fold(fold: Fold, state: FoldState, usage: FoldUsage, startup: float, 
     write_json_atomic(fold.out / "metrics.json", metrics)  # last: its presence means the fold is complete
     if not config.keep_checkpoint:
         fold.state_path.unlink(missing_ok=True)
-    log(f"fold subject={fold.subject:03d} loss={fold.loss}: test MAE {tm['mae']:.2f} (best epoch "
+    log(f"fold {_named(fold.fold_id, config)} loss={fold.loss}: test MAE {tm['mae']:.2f} (best epoch "
         f"{metrics['best_epoch']}, val MAE {metrics['val_mae']:.2f}) in {metrics['seconds']:.0f} s")
     return metrics
 
@@ -236,6 +237,11 @@ def _make_sources(records, split, config: Config, device, cache, points_dir, cha
             for idx in (split.train, split.val, split.test)], fallback
 
 
+def _named(fold_id: int, config: Config) -> str:
+    """'subject=007' under LOPO, 'fold=002 (kfold:5)' under another protocol: how logs name a fold."""
+    return f"subject={fold_id:03d}" if config.protocol == "lopo" else f"fold={fold_id:03d} ({config.protocol})"
+
+
 def _check_ages(ages: list[int], config: Config) -> None:
     bad = sorted({a for a in ages if not config.min_age <= a <= config.max_age})
     if bad:
@@ -243,10 +249,10 @@ def _check_ages(ages: list[int], config: Config) -> None:
                         f"widen them in the config")
 
 
-def _check_finite(row: dict, subject: int, loss: str) -> None:
+def _check_finite(row: dict, fold_id: int, loss: str) -> None:
     if not all(math.isfinite(row[k]) for k in ("train_loss", "val_loss") if k in row):
         terms = ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k.startswith("train_") or k == "val_loss")
-        raise AgeestError(f"fold {subject:03d} {loss}: training diverged at epoch {row['epoch']} ({terms}); "
+        raise AgeestError(f"fold {fold_id:03d} {loss}: training diverged at epoch {row['epoch']} ({terms}); "
                           f"try a lower lr")
 
 
@@ -254,7 +260,7 @@ def save_model(path: Path, model, config: Config, metrics: dict) -> None:
     """All that `predict` needs: weights, config, age range."""
     save_torch_atomic(path, {"model": {k: v.cpu() for k, v in model.state_dict().items()},
                              "config": config.to_dict(), "min_age": config.min_age,
-                             "max_age": config.max_age, "subject": metrics["subject"],
+                             "max_age": config.max_age, **{k: metrics[k] for k in ("fold", "subject") if k in metrics},
                              "loss": metrics["loss"], "ageest_version": __version__})
 
 
@@ -271,44 +277,45 @@ def _history_tsv(rows: list[dict]) -> str:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_data_arguments(p)
-    p.add_argument("--leave-subject", type=int, nargs="+", required=True, metavar="N",
-                   help="subject left out (test); several: their folds one after another in this process")
+    p.add_argument("--fold", "--leave-subject", dest="folds", type=int, nargs="+", required=True, metavar="N",
+                   help="the fold (under lopo: the subject left out); several: one after another in this process")
     p.add_argument("--loss", required=True, help=f"loss name ({', '.join(LOSSES)})")
     p.add_argument("--out", required=True,
-                   help="output folder of the fold; with several subjects a pattern holding {subject} (3 digits)")
+                   help="output folder of the fold; with several folds a pattern holding {fold} (3 digits)")
     add_config_arguments(p, "training config YAML")
     p.add_argument("--cache", default=None, help="preprocessing cache from `ageest prepare`")
     p.add_argument("--points", default=None, help="landmark folder (default: images/../points)")
-    p.add_argument("--state-dir", default=None, help="where resumable state lives (default: --out); may hold {subject}")
+    p.add_argument("--state-dir", default=None, help="where resumable state lives (default: --out); may hold {fold}")
     p.add_argument("--split", default=None,
-                   help="split file from `ageest split` (default: drawn from the config's seed); may hold {subject}")
+                   help="split file from `ageest split` (default: drawn from the config's seed); may hold {fold}")
     p.add_argument("--overwrite", action="store_true", help="replace a finished fold in --out")
 
 
-def fold_paths(pattern: str | None, subject: int, several: bool, option: str) -> str | None:
-    """`pattern` with {subject} filled in (3 digits); with several subjects --out must hold it."""
+def fold_paths(pattern: str | None, fold_id: int, several: bool, option: str) -> str | None:
+    """`pattern` with {fold} (or, its LOPO name, {subject}) filled in (3 digits); with several
+    folds --out must hold it."""
     if pattern is None:
         return None
-    if several and option == "--out" and "{subject}" not in pattern:
-        raise AgeestError(f"--out {pattern}: with several --leave-subject it must hold {{subject}}")
-    return pattern.replace("{subject}", f"{subject:03d}")
+    if several and option == "--out" and not any(p in pattern for p in ("{fold}", "{subject}")):
+        raise AgeestError(f"--out {pattern}: with several --fold it must hold {{fold}}")
+    return pattern.replace("{fold}", f"{fold_id:03d}").replace("{subject}", f"{fold_id:03d}")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train each --leave-subject fold in turn. One subject: a finished fold is refused (unless
+    """Train each --fold in turn. One fold: a finished fold is refused (unless
     --overwrite); several: finished folds are skipped, so a rerun resumes where a job stopped."""
     config = load_config(args.config, args.overrides)
-    several, started = len(args.leave_subject) > 1, None  # None: the first fold counts from the process start
-    for subject in args.leave_subject:
-        out, state_dir, split = (fold_paths(v, subject, several, o) for v, o in
+    several, started = len(args.folds) > 1, None  # None: the first fold counts from the process start
+    for fold_id in args.folds:
+        out, state_dir, split = (fold_paths(v, fold_id, several, o) for v, o in
                                   ((args.out, "--out"), (args.state_dir, "--state-dir"), (args.split, "--split")))
         if (Path(out) / "metrics.json").exists() and not args.overwrite:
             if several:
-                print(f"fold subject={subject:03d} loss={args.loss}: finished ({out}), skipped", flush=True)
+                print(f"fold {_named(fold_id, config)} loss={args.loss}: finished ({out}), skipped", flush=True)
                 continue
             raise AgeestError(f"{Path(out) / 'metrics.json'} exists: this fold is finished "
                               f"(use --overwrite or another --out)")
-        run_fold(args.images, subject, args.loss, out, config, cache=args.cache, points=args.points, root=args.root,
+        run_fold(args.images, fold_id, args.loss, out, config, cache=args.cache, points=args.points, root=args.root,
                  state_dir=state_dir, split_file=split, log=lambda m: print(m, flush=True), started=started)
         started = time.time()
     return 0

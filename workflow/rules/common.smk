@@ -1,4 +1,4 @@
-# Constants, the study plan (ageest.study.plan: validation, losses, seeds, subjects, data source,
+# Constants, the study plan (ageest.study.plan: validation, losses, seeds, protocol and folds, data source,
 # training jobs and their resources, config errors named by key) and path helpers. No torch import.
 
 import os
@@ -13,7 +13,7 @@ DOWNLOAD_ZIP = "resources/FGNET.zip"
 TORCH_HOME = "resources/torch"
 TRAINING_YAML = "results/config/training.yaml"
 MANIFEST = "results/data/manifest.tsv"
-SPLIT_FILE = "results/splits/{subject}.tsv"
+SPLIT_FILE = "results/splits/{fold}.tsv"
 CACHE = "results/data/cache.npy"  # + cache.npy.json (metadata) beside it
 TABLES = ["folds", "summary", "seeds", "comparison", "predictions", "history"]
 PLOTS = ["ranking", "subject_mae_paired", "cs_curves", "predicted_vs_true", "mae_by_age_band", "training_curves"]
@@ -26,7 +26,7 @@ try:
 except ConfigError as e:
     raise WorkflowError(f"config error: {', '.join(e.keys) or '(top level)'}: {e}") from None
 config.update(STUDY.config)  # the schema's defaults, `losses: all` resolved
-SEEDS, SUBJECTS, IMAGES, DATA_RULE, SUMS = STUDY.seeds, STUDY.subjects, STUDY.images, STUDY.data_rule, STUDY.sums
+SEEDS, FOLDS, IMAGES, DATA_RULE, SUMS = STUDY.seeds, STUDY.folds, STUDY.images, STUDY.data_rule, STUDY.sums
 DATA_ROOT = STUDY.data_root
 # A manifest's root folder, passed as --root; "." for an image folder, which ignores it (a shell
 # `{params.x:q}` of '' is no word at all, and --root would take the next option as its value).
@@ -45,13 +45,13 @@ onstart:
                             f"{PROFILE_PLACEHOLDERS} still hold placeholders")
 
 
-def sid(subject):
-    return f"{int(subject):03d}"  # FG-NET's 3-digit subject folder name (1 -> '001')
+def sid(fold):
+    return f"{int(fold):03d}"  # a fold's 3-digit folder name (1 -> '001'; under lopo FG-NET's subject number)
 
 
 def fold_path(prefix, key=None, suffix="", **fields):
     """prefix/KEY suffix, the fields given filled in, the others left {wildcards}: where fold keys become paths."""
-    wildcards = {"loss": "{loss}", "seed": "{seed}", "subject": "{subject}"}
+    wildcards = {"loss": "{loss}", "seed": "{seed}", "fold": "{fold}"}
     return f"{prefix}/{(key or STUDY.fold_key).format(**{**wildcards, **fields})}{suffix}"
 
 
@@ -59,18 +59,17 @@ def fold_file(name, **fields):
     return os.path.join(fold_path("results/folds", **fields), name)
 
 
-def fold_files(name, subjects=None):  # a training job's outputs: one per subject, or the pattern
-    return [fold_file(name, subject=sid(s)) for s in subjects] if subjects else [fold_file(name)]
+def fold_files(name, folds=None):  # a training job's outputs: one per fold, or the pattern
+    return [fold_file(name, fold=sid(f)) for f in folds] if folds else [fold_file(name)]
 
 
 def baseline_file(name, **fields):
-    return os.path.join(fold_path("results/folds", "{loss}/{subject}", **fields), name)  # no seed level, ever
+    return os.path.join(fold_path("results/folds", "{loss}/{fold}", **fields), name)  # no seed level, ever
 
 
-def all_fold_files(name, baselines=True):  # each trained (loss, seed, subject), then (baseline, subject)
-    trained = [fold_file(name, loss=m, seed=seed, subject=sid(s)) for m in STUDY.losses for seed in SEEDS
-               for s in SUBJECTS]
-    base = [baseline_file(name, loss=b, subject=sid(s)) for b in STUDY.baselines for s in SUBJECTS]
+def all_fold_files(name, baselines=True):  # each trained (loss, seed, fold), then (baseline, fold)
+    trained = [fold_file(name, loss=m, seed=seed, fold=sid(f)) for m in STUDY.losses for seed in SEEDS for f in FOLDS]
+    base = [baseline_file(name, loss=b, fold=sid(f)) for b in STUDY.baselines for f in FOLDS]
     return trained + (base if baselines else [])
 
 
@@ -95,4 +94,4 @@ wildcard_constraints:
     loss="|".join(STUDY.losses),
     seed="|".join(map(str, SEEDS)),
     baseline="|".join(STUDY.baselines) or "(?!)",
-    subject="|".join(sid(s) for s in STUDY.all_subjects),
+    fold="|".join(sid(f) for f in STUDY.all_folds),

@@ -61,13 +61,15 @@ if DATA_RULE == "synth":
         params:
             seed=config["data"]["synth_seed"],
             subjects=config["data"]["synth_subjects"],
+            # data.manifest set: the synthetic people under another layout, listed in that table
+            layout=f"--manifest {os.path.basename(IMAGES)}" if IMAGES.endswith(".tsv") else "",
         conda:
             "../envs/ageest.yaml"
         log:
             "results/logs/data/synth.log",
         shell:
             reported(
-                "ageest synth {output:q} --seed {params.seed} --subjects {params.subjects} > {log} 2>&1"
+                "ageest synth {output:q} --seed {params.seed} --subjects {params.subjects} {params.layout} > {log} 2>&1"
             )
 
 
@@ -100,7 +102,8 @@ rule manifest:
         MANIFEST,
     params:
         images=IMAGES,
-        data_root=ROOT,
+        # The data input itself for a synthetic manifest: its folder is both (linted as a prefix).
+        data_root=lambda wc, input: input.data if ROOT == input.data else ROOT,
     conda:
         "../envs/ageest.yaml"
     log:

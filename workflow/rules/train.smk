@@ -1,8 +1,8 @@
-# One fold per (loss, training seed, left-out subject): results/folds/{loss}/{subject}/metrics.json
-# with one seed, results/folds/{loss}/seed{seed}/{subject}/metrics.json with several (fold_key),
-# subject as 3 digits. resources.folds_per_job 1 (the default; always under SLURM): one job per
+# One fold per (loss, training seed, fold of the protocol; under lopo the subject left out):
+# results/folds/{loss}/{fold}/metrics.json with one seed, results/folds/{loss}/seed{seed}/{fold}/
+# metrics.json with several (fold_key), the fold as 3 digits. resources.folds_per_job 1 (the default; always under SLURM): one job per
 # fold, and naming one fold's metrics.json as the target runs exactly that training job. K > 1: one
-# job per loss, seed and K consecutive subjects (rule train_FIRST_LAST), which trains its folds one
+# job per loss, seed and K consecutive folds (rule train_FIRST_LAST), which trains its folds one
 # after another in one process; each fold's outputs stay declared.
 
 # A failed job's own message belongs where the user looks first: Snakemake's output and, on SLURM,
@@ -25,27 +25,28 @@ rule training_config:
 
 
 rule split:
-    # One small file per subject: the fold's own input. Touching it reruns that subject's folds
+    # One small file per fold: the fold's own input. Touching it reruns that fold's trainings
     # and the gather, nothing else; it also records who validated each fold. Drawn from
-    # training.seed, once: every training seed and baseline of a subject validates on the same
+    # training.seed, once: every training seed and baseline of a fold validates on the same
     # people, so the seeds vary the training alone (initialisation, batch order, augmentation).
     localrule: True
     input:
         manifest=MANIFEST,
         config=TRAINING_YAML,
+        fixed=STUDY.split_file or [],  # protocol split_file: its table (edited -> every fold redone)
     output:
         SPLIT_FILE,
     params:
         images=IMAGES,
         data_root=ROOT,
-        subject=lambda wc: int(wc.subject),
+        fold=lambda wc: int(wc.fold),
     conda:
         "../envs/ageest.yaml"
     log:
-        "results/logs/split/{subject}.log",
+        "results/logs/split/{fold}.log",
     shell:
         reported(
-            "ageest split --images {params.images:q} --root {params.data_root:q} --leave-subject {params.subject} --out {output:q} "
+            "ageest split --images {params.images:q} --root {params.data_root:q} --fold {params.fold} --out {output:q} "
             "--config {input.config:q} > {log} 2>&1"
         )
 
@@ -56,7 +57,7 @@ for chunk in STUDY.chunks if STUDY.folds_per_job > 1 else [None]:
         name:
             "train" if chunk is None else f"train_{sid(chunk[0])}_{sid(chunk[-1])}"
         input:
-            split=[SPLIT_FILE.format(subject=sid(s)) for s in chunk] if chunk else SPLIT_FILE,
+            split=[SPLIT_FILE.format(fold=sid(f)) for f in chunk] if chunk else SPLIT_FILE,
             manifest=MANIFEST,
             cache=CACHE,
             cache_meta=f"{CACHE}.json",
@@ -70,14 +71,14 @@ for chunk in STUDY.chunks if STUDY.folds_per_job > 1 else [None]:
         params:
             images=IMAGES,
             data_root=ROOT,
-            # With several subjects these hold {subject}, which `ageest train` fills in per fold.
+            # With several folds these hold {fold}, which `ageest train` fills in per fold.
             outdir=lambda wc: fold_path("results/folds", **dict(wc.items())),
             # Resumable state lives outside the outputs: Snakemake deletes a failed job's outputs, and a
             # retried (preempted) fold must find its state to resume.
             state=lambda wc: fold_path("results/state", **dict(wc.items())),
-            split=lambda wc: SPLIT_FILE.format(subject=wc.get("subject", "{subject}")),
+            split=lambda wc: SPLIT_FILE.format(fold=wc.get("fold", "{fold}")),
             torch_threads=lambda wc, threads: STUDY.torch_threads(threads),
-            subjects=" ".join(str(s) for s in chunk) if chunk else lambda wc: int(wc.subject),
+            folds=" ".join(str(f) for f in chunk) if chunk else lambda wc: int(wc.fold),
             seed=lambda wc: int(wc.get("seed", SEEDS[0])),
             # torch hub cache the weights rule filled (relative: jobs run in the working directory)
             torch_home=lambda wc, input: os.path.dirname(input.weights) if input.weights else TORCH_HOME,
@@ -87,15 +88,15 @@ for chunk in STUDY.chunks if STUDY.folds_per_job > 1 else [None]:
         conda:
             "../envs/ageest.yaml"
         log:
-            fold_path("results/logs/train", subject=f"{sid(chunk[0])}-{sid(chunk[-1])}" if chunk else "{subject}",
+            fold_path("results/logs/train", fold=f"{sid(chunk[0])}-{sid(chunk[-1])}" if chunk else "{fold}",
                       suffix=".log"),
         benchmark:
             fold_path("results/benchmarks/train",
-                      subject=f"{sid(chunk[0])}-{sid(chunk[-1])}" if chunk else "{subject}", suffix=".tsv")
+                      fold=f"{sid(chunk[0])}-{sid(chunk[-1])}" if chunk else "{fold}", suffix=".tsv")
         shell:
             reported(
                 "TORCH_HOME={params.torch_home:q} ageest train --images {params.images:q} --root {params.data_root:q} "
-                "--leave-subject {params.subjects} --loss {wildcards.loss} --out {params.outdir:q} "
+                "--fold {params.folds} --loss {wildcards.loss} --out {params.outdir:q} "
                 "--config {input.config:q} --cache {input.cache:q} --split {params.split:q} "
                 "--state-dir {params.state:q} "
                 "--set threads={params.torch_threads} --set seed={params.seed} > {log} 2>&1"
@@ -103,21 +104,21 @@ for chunk in STUDY.chunks if STUDY.folds_per_job > 1 else [None]:
 
 
 rule baseline:
-    # All subjects of one reference method in one job: it takes seconds, not a GPU. Same split
+    # All folds of one reference method in one job: it takes seconds, not a GPU. Same split
     # files, cache and config as the trained folds, so gather treats its folds like any loss's.
     input:
-        splits=[SPLIT_FILE.format(subject=sid(s)) for s in SUBJECTS],
+        splits=[SPLIT_FILE.format(fold=sid(f)) for f in FOLDS],
         manifest=MANIFEST,
         cache=CACHE,
         cache_meta=f"{CACHE}.json",
         config=TRAINING_YAML,
     output:
-        metrics=[baseline_file("metrics.json", loss="{baseline}", subject=sid(s)) for s in SUBJECTS],
-        predictions=[baseline_file("predictions.tsv", loss="{baseline}", subject=sid(s)) for s in SUBJECTS],
+        metrics=[baseline_file("metrics.json", loss="{baseline}", fold=sid(f)) for f in FOLDS],
+        predictions=[baseline_file("predictions.tsv", loss="{baseline}", fold=sid(f)) for f in FOLDS],
     params:
         images=IMAGES,
         data_root=ROOT,
-        subjects=" ".join(str(s) for s in SUBJECTS),
+        folds=" ".join(str(f) for f in FOLDS),
         split_dir=lambda wc, input: os.path.dirname(input.splits[0]),
         # results/folds: the baseline's own folder is root/{baseline}/NNN
         root=lambda wc, output: os.path.dirname(os.path.dirname(os.path.dirname(output.metrics[0]))),
@@ -129,6 +130,6 @@ rule baseline:
     shell:
         reported(
             "ageest baseline --images {params.images:q} --root {params.data_root:q} --method {wildcards.baseline} "
-            "--subjects {params.subjects} --out {params.root:q} --config {input.config:q} "
+            "--folds {params.folds} --out {params.root:q} --config {input.config:q} "
             "--cache {input.cache:q} --split-dir {params.split_dir:q} > {log} 2>&1"
         )
