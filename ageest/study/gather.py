@@ -12,6 +12,9 @@ CIs use seed-averaged errors: each image's absolute error averaged over the seed
 MAE is its MAE averaged over seeds). That is the expected error of one training run; averaging the
 predictions instead would score an ensemble of the seeds, which is not what a loss delivers.
 A study whose every method has one seed writes the tables of a one-seed study: no seed columns.
+
+`skipped` (folds, seeds, summary): the test images a fold left out because the cache found no points
+to align them on (`on_no_face: skip`, metrics.json's `n_test_skipped`; 0 for folds without it).
 """
 
 from __future__ import annotations
