@@ -78,8 +78,11 @@ class Config:
     sord_distance: str = key("absolute", "SORD's metric φ between ages, in years: `absolute` \\|y − a\\| or `squared` (y − a)² (`sord`)", choices=("absolute", "squared"))
     min_age: int = key(0, "youngest age class, in years; one class per year up to `max_age`", low=0)
     max_age: int = key(69, "oldest age class; the predicted age is the expectation over the classes (`coral`: the number of thresholds passed)", rule="greater than min_age")
-    align: str = key("none", "`landmarks`: align faces with FG-NET's `.pts` points; `none`: the photo's central square, shorter side resized", choices=("none", "landmarks"))
-    align_fallback: bool = key(False, "use the unaligned image where a `.pts` file is missing or malformed")
+    align: str = key("none", "`landmarks`: align faces on their landmarks (FG-NET's `.pts` files, or a manifest's `points` or `x1 y1 …` columns); `detector`: on the eyes and mouth of the largest face MTCNN finds, run once per study in the cache (`ageest prepare`); `none`: the photo's central square, shorter side resized", choices=("none", "landmarks", "detector"),
+                     rule="detector needs pipeline: fast")
+    align_fallback: bool = key(False, "use the unaligned image where its points are missing (no `.pts`, no face found) or malformed, and count it in the fold's metrics; `on_no_face` then never applies")
+    on_no_face: str = key("fatal", "where alignment needs points that are not there (`detector`: no face found; `landmarks`: no landmark file or columns) and `align_fallback` is false: `fatal`, `ageest prepare` stops naming how many, the first few and the file listing all (`CACHE.no_face.tsv`, beside the cache); `skip`, the cache lists them and every fold and baseline leaves them out of its training, validation and test images (metrics.json: `n_test_skipped`; gather: `skipped`). A fold whose test, validation or training images are all skipped stops with an error naming it",
+                          choices=("fatal", "skip"), rule="skip needs pipeline: fast")
     precision: str = key("auto", "`auto`: bf16 autocast only where the device computes bf16 natively (CUDA compute capability ≥ 8.0; CPUs with AVX-512 BF16 or AMX), fp32 elsewhere (also on MPS); `bf16`; `fp32`. metrics.json records the one used", choices=("auto", "bf16", "fp32"))
     channels_last: bool = key(True, "channels-last memory format (not on MPS); speed only")
     threads: int = key(0, "torch threads per fold; `0`: `resources.train_threads` in the workflow, torch's default on the command line", low=0)
@@ -195,6 +198,10 @@ def _validate(c: Config) -> None:
          "pretrained", "must be imagenet, none or a path to a .pt/.pth state-dict file")
     need(c.max_age > c.min_age, "max_age", "must be greater than min_age")
     need(_protocol_problem(c.protocol) is None, "protocol", _protocol_problem(c.protocol) or "")
+    # The plain pipeline aligns per sample, without the cache: it has no detections and no skip list.
+    need(c.pipeline == "fast" or c.align != "detector", "align", "detector needs pipeline: fast (the cache holds the detections)")
+    need(c.pipeline == "fast" or c.align == "none" or c.on_no_face == "fatal", "on_no_face",
+         "skip needs pipeline: fast (the cache lists the skipped images)")
     need(0 <= c.residue_k < c.num_classes, "residue_k",
          f"must be 0 (adaptive) or a number of top classes below the {c.num_classes} ages")
 

@@ -304,3 +304,21 @@ def test_seeds_may_differ_but_not_the_rest_of_the_config(tmp_path):
     paths[0].write_text(json.dumps({**m, "config": {**m["config"], "lr": 0.1}}))
     with pytest.raises(AgeestError, match="differing key.*: lr$"):
         gather(paths, tmp_path / "out", n_boot=100)
+
+
+def test_skipped_test_images_are_counted_per_fold_seed_and_method(tmp_path):
+    # Folds record the test images the cache skipped (on_no_face: skip); folds from before, none.
+    paths = study(tmp_path)
+    for p, n in ((paths[0], 2), (paths[2], 1), (paths[4], 3)):  # mean_variance 001, 003; softmax 002
+        p.write_text(json.dumps({**json.loads(p.read_text()), "n_test_skipped": n}))
+    t = gather(paths, tmp_path / "out", n_boot=100)
+    folds = pd.read_csv(tmp_path / "out" / "folds.tsv", sep="\t")
+    assert list(folds.columns) == main_columns("folds") and main_columns("folds")[-2:] == ["skipped", "protocol"]
+    assert folds.set_index(["loss", "subject"])["skipped"].to_dict() == {
+        ("mean_variance", 1): 2, ("mean_variance", 2): 0, ("mean_variance", 3): 1,
+        ("softmax", 1): 0, ("softmax", 2): 3, ("softmax", 3): 0}
+    s = pd.read_csv(tmp_path / "out" / "summary.tsv", sep="\t")
+    assert list(s.columns[:len(main_columns("summary"))]) == main_columns("summary")
+    assert s.set_index("loss")["skipped"].to_dict() == {"mean_variance": 3, "softmax": 3}
+    assert t["seeds"].set_index("loss")["skipped"].to_dict() == {"mean_variance": 3, "softmax": 3}
+    assert list(t["seeds"].columns[:len(main_columns("seeds"))]) == main_columns("seeds")

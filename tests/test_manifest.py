@@ -5,6 +5,7 @@ data under other folders and names giving FG-NET's own splits and fold results."
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -99,6 +100,79 @@ def test_a_landmark_file_with_the_wrong_point_count(root):
     p = write(root, "faces/a.jpg\t3\tann\tfaces/none.pts", header="image\tage\tsubject\tpoints")
     with pytest.raises(DataError, match=r"row 2, column points: .*none.pts not found"):
         read_manifest(p)
+
+
+def xy_header(n: int, lead: str = "image\tage\tsubject") -> str:
+    return "\t".join([lead] + [f"{a}{k}" for k in range(1, n + 1) for a in "xy"])
+
+
+def xy_cells(points) -> str:
+    return "\t".join(f"{v:.4f}" for xy in points for v in xy)
+
+
+FIVE = xy_cells([(10, 12), (30, 12), (20, 20), (14, 26), (26, 26)])
+
+
+@pytest.mark.parametrize("rows, header, message", [
+    ([f"faces/a.jpg\t3\tann\t{FIVE.replace('30.0000', 'left', 1)}"], None, r"row 2, column x2: 'left' is not a number \(pixels\)"),
+    ([f"faces/a.jpg\t3\tann\t{FIVE.replace('10.0000', 'nan', 1)}"], None, r"row 2, column x1: 'nan' is not a number"),
+    ([f"faces/a.jpg\t3\tann\t{FIVE.rsplit(chr(9), 1)[0]}\t"], None, r"row 2, column y5: empty while x1 is filled"),
+    ([f"faces/a.jpg\t3\tann\t{FIVE.rsplit(chr(9), 2)[0]}"], xy_header(4), r"row 1 \(header\): landmark columns x1, x2, x3, x4 \(4 points\): need x1 y1 ... x5 y5"),
+    ([f"faces/a.jpg\t3\tann\t{FIVE}\t1\t2"], xy_header(6), r"row 1 \(header\): landmark columns .* \(6 points\): need"),
+    ([f"faces/a.jpg\t3\tann\t{FIVE}"], xy_header(5).replace("\ty3", "\ty33"), r"row 1 \(header\): column x3 has no y3"),
+    ([f"faces/a.jpg\t3\tann\t{FIVE.rsplit(chr(9), 1)[0]}"], xy_header(5).rsplit("\t", 1)[0], r"row 1 \(header\): column x5 has no y5"),
+    ([f"faces/a.jpg\t3\tann\t\t{FIVE}"], xy_header(5, "image\tage\tsubject\tpoints"),
+     r"row 1 \(header\): both a points column and x/y landmark columns"),
+])
+def test_each_bad_landmark_column_is_one_line_naming_row_and_column(root, rows, header, message):
+    p = write(root, *rows, header=header or xy_header(5))
+    with pytest.raises(DataError, match=message) as e:
+        read_manifest(p)
+    assert "\n" not in str(e.value) and str(e.value).startswith(str(p))
+
+
+def test_landmark_columns_align_as_the_same_points_in_a_pts_file(synth_small, tmp_path):
+    """68 points in x/y columns give the crops their `.pts` files give; 5 points (MTCNN's order)
+    placing the eyes and mouth there too give them as well; an edited point is another cache."""
+    from ageest.config import Config
+    from ageest.data.align import LEFT_EYE, MOUTH, RIGHT_EYE
+    from ageest.data.fgnet import data_fingerprint
+    from ageest.data.landmarks import read_pts
+    from ageest.pipeline.cache import open_cache
+
+    root = shutil.copytree(synth_small.parent, tmp_path / "d")
+    images = sorted((root / "images").glob("*.JPG"))[:6]
+    pts = {i.name: read_pts(root / "points" / f"{i.stem.lower()}.pts") for i in images}
+
+    def five(p):
+        mouth, half = p[MOUTH].mean(0), np.array([5.0, 0.0])
+        return [p[LEFT_EYE].mean(0), p[RIGHT_EYE].mean(0), p[37], mouth - half, mouth + half]
+
+    tables = {
+        "pts": ("image\tage\tsubject\tpoints", lambda i: f"points/{i.stem.lower()}.pts"),
+        "x68": (xy_header(68), lambda i: xy_cells(pts[i.name])),
+        "x5": (xy_header(5), lambda i: xy_cells(five(pts[i.name]))),
+    }
+    config = Config(image_size=32, pretrained="none", align="landmarks")
+    crops, records = {}, {}
+    for name, (header, cells) in tables.items():
+        p = write(root, *[f"images/{i.name}\t{int(i.name[4:6])}\t{i.name[:3]}\t{cells(i)}" for i in images],
+                  name=f"{name}.tsv", header=header)
+        records[name] = read_manifest(p).records
+        crops[name] = np.asarray(open_cache(tmp_path / f"{name}.npy", records[name], config, None)[0], int)
+    assert records["x68"][0].keypoints is not None and records["x68"][0].points is None
+    assert len(records["x5"][0].keypoints) == 5
+    assert np.array_equal(crops["x68"], crops["pts"])
+    # (5 points: the eye means written to 4 decimals; OpenCV warps on a 1/32-pixel grid, so a pixel
+    # or two at an edge may land in the neighbouring bin.)
+    assert np.abs(crops["x5"] - crops["pts"]).mean() < 0.05 and np.abs(crops["x5"] - crops["pts"]).max() <= 8
+    # One coordinate moved by a pixel: another fingerprint, and the cache built on the old one is refused.
+    moved = write(root, *[f"images/{i.name}\t{int(i.name[4:6])}\t{i.name[:3]}\t{xy_cells(five(pts[i.name]) if k else [v + (1, 0) if j == 0 else v for j, v in enumerate(five(pts[i.name]))])}"
+                          for k, i in enumerate(images)], name="x5.tsv", header=xy_header(5))
+    edited = read_manifest(moved).records
+    assert data_fingerprint(edited, root / "points") != data_fingerprint(records["x5"], root / "points")
+    with pytest.raises(DataError, match="differs in: landmarks"):
+        open_cache(tmp_path / "x5.npy", edited, config, None)
 
 
 def merged(base: dict, over: dict) -> dict:

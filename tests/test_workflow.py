@@ -486,7 +486,8 @@ def test_demo_real_run_three_subjects(tmp_path):
 
     t = {n: pd.read_csv(res / "tables" / f"{n}.tsv", sep="\t")
          for n in ("folds", "summary", "comparison", "predictions", "history")}
-    assert list(t["folds"].columns) == ["loss", "subject", "n_test", "mae", "best_epoch", "val_mae", "seconds", "protocol"]
+    assert list(t["folds"].columns) == ["loss", "subject", "n_test", "mae", "best_epoch", "val_mae", "seconds", "skipped",
+                                        "protocol"]
     assert all((df["protocol"] == "lopo").all() for df in t.values())
     assert len(t["folds"]) == 12
     s = t["summary"]

@@ -49,6 +49,22 @@ def keypoints_from_landmarks(pts68) -> np.ndarray:
     return np.stack([p[LEFT_EYE].mean(0), p[RIGHT_EYE].mean(0), p[MOUTH].mean(0)])
 
 
+def keypoints_from_five(pts5) -> np.ndarray:
+    """(5, 2) points in MTCNN's order (image-left eye, image-right eye, nose, image-left mouth
+    corner, image-right mouth corner) -> (3, 2) [left eye, right eye, mouth centre]: the mouth
+    centre is the mean of the two corners, as `ageest predict` takes it from a detected face."""
+    p = np.asarray(pts5, dtype=np.float64)
+    if p.shape != (5, 2):
+        raise ValueError(f"expected (5, 2) points, got {p.shape}")
+    return np.stack([p[0], p[1], (p[3] + p[4]) / 2])
+
+
+def keypoints_from_points(pts) -> np.ndarray:
+    """5 (MTCNN's order) or 68 (FG-NET's `.pts` order) points -> the (3, 2) alignment keypoints."""
+    p = np.asarray(pts, dtype=np.float64)
+    return keypoints_from_five(p) if len(p) == 5 else keypoints_from_landmarks(p)
+
+
 def fit_similarity(src, dst) -> np.ndarray:
     """Least-squares similarity (rotation, uniform scale, translation; no reflection) that
     maps (N, 2) `src` onto (N, 2) `dst` (Umeyama 1991). Returns the (2, 3) matrix A with

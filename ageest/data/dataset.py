@@ -33,6 +33,6 @@ def read_records(images: str | Path, root: str | Path | None = None, *, check_de
 def add_data_arguments(p: argparse.ArgumentParser) -> None:
     """`--images` (folder or manifest) and `--root`, as every command that reads the data takes them."""
     p.add_argument("--images", required=True,
-                   help="FG-NET-layout image folder, or a manifest table (.tsv/.csv: image, age, subject[, points])")
+                   help="FG-NET-layout image folder, or a manifest table (.tsv/.csv: image, age, subject[, points or x1 y1 ...])")
     p.add_argument("--root", default=None,
                    help="folder a manifest's paths are under (default: the manifest's folder; '' too)")

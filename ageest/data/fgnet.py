@@ -30,6 +30,9 @@ class Record:
     image: str = ""  # a manifest's `image` cell (path under its root); '' for FG-NET files
     points: Path | None = None  # a manifest's own landmark file (`points` column), if any
     person: str = ""  # a manifest's `subject` cell, the person's id as the table names it
+    # A manifest's own landmarks written in its `x1 y1 x2 y2 ...` columns: 5 (x, y) points in MTCNN's
+    # order or 68 in FG-NET's `.pts` order; None where the row has none (or the table no such columns).
+    keypoints: tuple[tuple[float, float], ...] | None = None
 
     @property
     def name(self) -> str:
@@ -117,24 +120,29 @@ def manifest_text(records: list[Record]) -> str:
 
 
 def landmarks_digest(points_dir: str | Path | None, records: list[Record] | None = None) -> str | None:
-    """SHA-256 (16 hex) of landmark files' names and bytes; None without a points folder.
+    """SHA-256 (16 hex) of landmark files' names and bytes; None without a points folder (and
+    without manifest records, which name their own).
 
-    With `records`: the `.pts` each image aligns with (`landmarks.landmark_file`: a manifest's
-    own, else FG-NET's lower-case name in the folder), '-' for an image that has none, so a file edited, added or removed for any of them
-    changes it. Without: every `.pts` file in the folder (what a checksum list would cover).
+    With `records`: the landmarks each image aligns with (a manifest's inline x/y points, else the
+    `.pts` of `landmarks.landmark_file`: a manifest's own, else FG-NET's lower-case name in the
+    folder), '-' for an image that has none, so a point or file edited, added or removed for any of
+    them changes it. Without: every `.pts` file in the folder (what a checksum list would cover).
     """
     from ageest.data.landmarks import landmark_file
 
-    if points_dir is None:
-        return None
-    d = Path(points_dir)
+    if points_dir is None and not any(r.from_table for r in records or ()):
+        return None  # (a manifest's records name their own landmarks, with or without a folder)
+    d = Path(points_dir) if points_dir is not None else None
     if records is None:
         files = sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() == ".pts") if d.is_dir() else []
         pairs = [(p.name, p) for p in files]
     else:
-        pairs = [(r.name, landmark_file(r, d)) for r in records]
+        pairs = [(r.name, r.keypoints if r.keypoints is not None else landmark_file(r, d)) for r in records]
     h = hashlib.sha256()
     for name, p in pairs:
+        if isinstance(p, tuple):  # a manifest's inline points: their values are the landmarks' bytes
+            h.update(f"{name}\tinline\t{hashlib.sha256(repr(p).encode()).hexdigest()}\n".encode())
+            continue
         h.update(f"{name}\t{p.name if p else '-'}\t{hashlib.sha256(p.read_bytes()).hexdigest() if p else '-'}\n"
                  .encode())
     return h.hexdigest()[:16]

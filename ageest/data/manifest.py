@@ -6,7 +6,11 @@ Columns (a header row names them; tab-separated, or comma-separated for a `.csv`
 - `age`: the person's age in the photo, whole years (`23` or `23.0`);
 - `subject`: any string naming the person (leave-one-person-out needs it; without it each image
   is its own person and only image-level protocols run: `kfold:K`, `split_file:PATH`);
-- `points` (optional): the image's landmark file in FG-NET's 68-point `.pts` format, under root.
+- `points` (optional): the image's landmark file in FG-NET's 68-point `.pts` format, under root;
+- or the landmarks themselves (optional), as pixel columns `x1 y1 x2 y2 ...`: 5 points in MTCNN's
+  order (image-left eye, image-right eye, nose, image-left mouth corner, image-right mouth
+  corner) or 68 in FG-NET's `.pts` order. A row's cells are all filled or all empty (no landmarks:
+  `align_fallback` / `on_no_face` decide). Not both ways in one table.
 
 People get integer ids (fold folders are results/folds/LOSS/NNN): when every subject string is a
 whole number ('001', '17') that number (so a manifest of FG-NET gives FG-NET's own numbers);
@@ -20,6 +24,8 @@ header being row 1) and the column.
 from __future__ import annotations
 
 import csv
+import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +34,8 @@ from ageest.errors import DataError
 
 REQUIRED = ("image", "age")
 OPTIONAL = ("subject", "points")
+POINT_COUNTS = (5, 68)  # landmarks a table may hold per image in x/y columns: MTCNN's or FG-NET's
+_XY = re.compile(r"([xy])(\d+)")
 
 
 @dataclass(frozen=True)
@@ -61,11 +69,12 @@ def read_manifest(path: str | Path, root: str | Path | None = None, *, ages: tup
     for col in REQUIRED:
         if col not in header:
             raise DataError(f"{path}, row 1 (header): no '{col}' column (it has: {', '.join(header) or 'none'}; "
-                            f"needed: image, age; optional: subject, points)")
+                            f"needed: image, age; optional: subject, points or x1 y1 ... landmark columns)")
     if len(rows) < 2:
         raise DataError(f"{path}: no images (a header row and no rows under it)")
     has_subjects = "subject" in header
     col = {c: header.index(c) for c in (*REQUIRED, *OPTIONAL) if c in header}
+    xy = _point_columns(path, header)
     seen: dict[Path, int] = {}
     parsed = []
     for n, row in enumerate(rows[1:], 2):
@@ -84,6 +93,8 @@ def read_manifest(path: str | Path, root: str | Path | None = None, *, ages: tup
         _check_image(image, where(n, "image"), check_decode)
         age = _age(cell["age"], where(n, "age"), ages)
         points = _points(root, cell.get("points", ""), where(n, "points")) if "points" in col else None
+        if xy:
+            points = _inline_points(row, xy, lambda c: where(n, c))
         parsed.append((n, image, cell["image"], age, person, points))
     ids = subject_ids([p[4] for p in parsed]) if has_subjects else {}
     first: dict[int, tuple[str, int]] = {}
@@ -98,7 +109,8 @@ def read_manifest(path: str | Path, root: str | Path | None = None, *, ages: tup
     # No people: each image is its own person (ids 1..N in the order of the image paths, not of the
     # rows), so only image-level protocols run, and every table says so (protocols.image_level).
     own = {text: i for i, text in enumerate(sorted(p[2] for p in parsed), 1)}
-    records = [Record(image, ids[person] if has_subjects else own[text], age, image=text, points=points, person=person)
+    records = [Record(image, ids[person] if has_subjects else own[text], age, image=text, person=person,
+                      **({"keypoints": points} if isinstance(points, tuple) else {"points": points}))
                for _n, image, text, age, person, points in parsed]
     return Manifest(records, has_subjects, {sid: person for person, sid in ids.items()})
 
@@ -168,3 +180,49 @@ def _points(root: Path, text: str, where: str) -> Path | None:
     except DataError as e:
         raise DataError(f"{where}: {e}") from None
     return p
+
+
+def _point_columns(path: Path, header: list[str]) -> list[tuple[str, str, int]]:
+    """The landmark columns of a header in point order, [(x name, y name, (x cell, y cell)), ...]
+    ([] without any). Refused in one line naming the
+    header row: x without its y (or y without x), a set other than x1..xN, y1..yN for N in
+    POINT_COUNTS, and x/y columns beside a `points` column (one way per table)."""
+    found = {(m[1], int(m[2])): i for i, c in enumerate(header) if (m := _XY.fullmatch(c.strip()))}
+    if not found:
+        return []
+    head = f"{path}, row 1 (header)"
+    if "points" in header:
+        raise DataError(f"{head}: both a points column and x/y landmark columns; give the landmarks one way")
+    xs, ys = ({k for a, k in found if a == axis} for axis in "xy")
+    for axis, have, other in (("x", xs, ys), ("y", ys, xs)):
+        lone = sorted(have - other)
+        if lone:
+            mate = "y" if axis == "x" else "x"
+            raise DataError(f"{head}: column {axis}{lone[0]} has no {mate}{lone[0]} (each point needs both)")
+    n = len(xs)
+    if n not in POINT_COUNTS or xs != set(range(1, n + 1)):
+        cols = ", ".join(f"x{k}" for k in sorted(xs)[:6]) + (", ..." if n > 6 else "")
+        raise DataError(f"{head}: landmark columns {cols} ({n} points): need x1 y1 ... x5 y5 (MTCNN's 5 points) "
+                        "or ... x68 y68 (FG-NET's 68)")
+    return [(f"x{k}", f"y{k}", (found["x", k], found["y", k])) for k in range(1, n + 1)]
+
+
+def _inline_points(row: list[str], xy: list, where) -> tuple[tuple[float, float], ...] | None:
+    """A row's landmarks from its x/y cells: all empty -> None (no landmarks for this image);
+    a cell empty among filled ones, or not a finite number, is refused naming its column."""
+    cells = [(name, row[i].strip()) for xn, yn, pos in xy for name, i in zip((xn, yn), pos)]
+    filled = [c for c in cells if c[1]]
+    if not filled:
+        return None
+    for name, text in cells:
+        if not text:
+            raise DataError(f"{where(name)}: empty while {filled[0][0]} is filled (a row's landmarks are all "
+                            "there or all empty)")
+        try:
+            v = float(text)
+        except ValueError:
+            v = math.nan
+        if not math.isfinite(v):
+            raise DataError(f"{where(name)}: '{text}' is not a number (pixels)")
+    values = [float(text) for _, text in cells]
+    return tuple(zip(values[0::2], values[1::2]))

@@ -1,7 +1,11 @@
 """Decode, align and resize every image once per study into one uint8 array fold jobs memory-map.
 
 The cache is `NAME.npy` (N, S, S, 3) with `NAME.npy.json` beside it (image names, data
-fingerprint, the digest of the landmark files it was aligned with, geometry). It is built under a
+fingerprint, the digest of the landmarks it was aligned with or the detector that found the faces,
+geometry; the images that fell back, those skipped for want of points, and with `align: detector`
+each image's detected face). Images alignment found no points for (no face, no landmarks) are
+listed in `NAME.npy.no_face.tsv`: `on_no_face: fatal` stops there, `skip` leaves them to the folds
+to drop. It is built under a
 file lock and renamed into place, so many fold jobs starting at once build it once and never read
 a half-written one.
 """
@@ -12,6 +16,7 @@ import argparse
 import fcntl
 import json
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,7 +29,7 @@ from ageest.config import Config, add_config_arguments, load_config
 from ageest.errors import DataError
 from ageest.data.dataset import add_data_arguments, read_records
 from ageest.data.fgnet import Record, data_fingerprint, landmarks_digest, load_rgb
-from ageest.io import atomic_path, remove_temporaries, write_json_atomic
+from ageest.io import atomic_path, remove_temporaries, write_json_atomic, write_text_atomic
 from ageest.data.landmarks import default_points_dir  # re-exported: train and baselines import it from here
 
 CACHE_VERSION = 1
@@ -41,61 +46,157 @@ def square_resize(rgb: np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(r[top:top + size, left:left + size])
 
 
-def preprocess_image(record: Record, size: int, align: str, points_dir: Path | None,
-                     fallback: bool) -> tuple[np.ndarray, bool]:
-    """One image as the network sees it before augmentation: (S, S, 3) uint8, and whether it is
-    unaligned although alignment was asked for (the fallback)."""
-    rgb = load_rgb(record.path)
-    if align == "none":
-        return square_resize(rgb, size), False
-    from ageest.data.align import align_face, keypoints_from_landmarks
+def record_keypoints(record: Record, points_dir: Path | None) -> np.ndarray | None:
+    """The (3, 2) alignment keypoints from an image's landmarks: a manifest row's own x/y points,
+    else its `.pts` file; None where it has neither. A malformed `.pts` raises DataError."""
+    from ageest.data.align import keypoints_from_points
     from ageest.data.landmarks import landmark_file, read_pts
 
-    pts_path = landmark_file(record, points_dir)
+    if record.keypoints is not None:
+        return keypoints_from_points(record.keypoints)
+    pts = landmark_file(record, points_dir)
+    return None if pts is None else keypoints_from_points(read_pts(pts))
+
+
+_DETECTOR_LOCK = threading.Lock()
+
+
+def detected_face(rgb: np.ndarray):
+    """The largest face the detector finds (`detect.Face`), None if it finds none: the person a
+    portrait is of fills more of it than anyone behind them."""
+    from ageest.data.detect import detect_faces
+
+    with _DETECTOR_LOCK:  # one MTCNN instance for all threads; an OpenCV dnn net runs one input at a time
+        faces = detect_faces(rgb)
+    return max(faces, key=lambda f: (f.box[2] * f.box[3], f.score), default=None)
+
+
+def prepare_record(record: Record, size: int, align: str, points_dir: Path | None,
+                   fallback: bool) -> tuple[np.ndarray, str, dict | None]:
+    """One image as the network sees it before augmentation, (S, S, 3) uint8; how it was made: ''
+    (as asked), 'fallback' (unaligned by align_fallback) or 'missing' (no points to align on: no
+    face found, no landmarks; the unaligned view stands in and on_no_face decides); and with
+    `detector` the face it was aligned on (box, score, keypoints), None if none."""
+    rgb = load_rgb(record.path)
+    if align == "none":
+        return square_resize(rgb, size), "", None
+    from ageest.data.align import align_face
+
+    face = None
     try:
-        if pts_path is None:
-            where = "the manifest's points column" if record.from_table else points_dir
-            raise DataError(f"{record.path}: no landmark file (.pts) for it in {where}")
-        return align_face(rgb, keypoints_from_landmarks(read_pts(pts_path)), size), False
+        if align == "detector":
+            face = detected_face(rgb)
+            kp = None if face is None else face.keypoints
+        else:
+            kp = record_keypoints(record, points_dir)
     except DataError:
         if not fallback:
             raise
-        return square_resize(rgb, size), True
+        return square_resize(rgb, size), "fallback", None
+    if kp is None:
+        return square_resize(rgb, size), "fallback" if fallback else "missing", None
+    found = None if face is None else {"box": [int(v) for v in face.box], "score": round(face.score, 4),
+                                       "keypoints": np.round(face.keypoints, 3).tolist()}
+    return align_face(rgb, kp, size), "", found
+
+
+def missing_what(align: str, points_dir: Path | None) -> str:
+    """What an image lacks when alignment has no points for it, in words."""
+    if align == "detector":
+        return "no face found by the detector"
+    return f"no landmarks (no .pts file for it in {points_dir}, a manifest's points column or x/y columns)"
+
+
+def preprocess_image(record: Record, size: int, align: str, points_dir: Path | None,
+                     fallback: bool) -> tuple[np.ndarray, bool]:
+    """One image as the network sees it before augmentation: (S, S, 3) uint8, and whether it is
+    unaligned although alignment was asked for (the fallback). The plain pipeline's, per sample:
+    an image without points is an error here (it has no cache to list it as skipped)."""
+    img, how, _ = prepare_record(record, size, align, points_dir, fallback)
+    if how == "missing":
+        raise DataError(f"{record.path}: {missing_what(align, points_dir)}")
+    return img, how == "fallback"
 
 
 def cache_meta(records: Sequence[Record], config: Config, points_dir: Path | None) -> dict:
     """What a cache is built from: every key but points_dir must match for a cache to be used.
 
-    `landmarks`: with alignment, the digest of the `.pts` bytes each image is aligned with
-    (fgnet.landmarks_digest), so an edited landmark file never reuses the old aligned crops.
+    `landmarks`: with landmark alignment, the digest of the landmarks each image is aligned with
+    (fgnet.landmarks_digest: `.pts` bytes, a manifest's x/y points), so an edited landmark never
+    reuses the old aligned crops. `detector`: with detector alignment, which detector and version
+    found the faces. `on_no_face`: how images without points were treated (None where it cannot
+    apply), so a cache that skipped images is not used by a study that would stop on them.
     """
     aligned = config.align != "none"
+    on_landmarks = config.align == "landmarks"
+    from ageest.data.detect import detector_identity
+
     return {
         "version": CACHE_VERSION,
         "names": [r.name for r in records],
         "fingerprint": data_fingerprint(records),
-        "landmarks": landmarks_digest(points_dir, list(records)) if aligned else None,
+        "landmarks": landmarks_digest(points_dir, list(records)) if on_landmarks else None,
         "size": config.resize_size,
         "align": config.align,
         "align_fallback": config.align_fallback,
-        "points_dir": str(points_dir) if config.align != "none" else None,
+        "detector": detector_identity() if config.align == "detector" else None,
+        "on_no_face": config.on_no_face if aligned and not config.align_fallback else None,
+        "points_dir": str(points_dir) if on_landmarks else None,
     }
 
 
+def _legacy_keys(meta: dict) -> dict:
+    """Identity keys a cache built before they existed lacks, as that build had them: no detector,
+    and an image without landmarks was an error (`fatal`) unless it fell back."""
+    stopped = meta.get("align", "none") != "none" and not meta.get("align_fallback")
+    return {"detector": None, "on_no_face": "fatal" if stopped else None}
+
+
 def build_array(records: Sequence[Record], config: Config, points_dir: Path | None,
-                workers: int | None = None) -> tuple[np.ndarray, list[bool]]:
+                workers: int | None = None) -> tuple[np.ndarray, list[tuple[str, dict | None]]]:
+    """The cache's array, and per image how it was made and its detected face (`prepare_record`)."""
     size = config.resize_size
     out = np.empty((len(records), size, size, 3), dtype=np.uint8)
-    fell_back = [False] * len(records)
+    how: list[tuple[str, dict | None]] = [("", None)] * len(records)
 
     def work(i: int) -> None:
-        out[i], fell_back[i] = preprocess_image(records[i], size, config.align, points_dir,
-                                                config.align_fallback)
+        out[i], *rest = prepare_record(records[i], size, config.align, points_dir, config.align_fallback)
+        how[i] = tuple(rest)
 
     # PIL decoding and OpenCV release the GIL: threads use every core without pickling images.
     with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
         list(pool.map(work, range(len(records))))
-    return out, fell_back
+    return out, how
+
+
+def no_face_path(path: Path) -> Path:
+    """The list of the images alignment found no points for, beside the cache: NAME.npy.no_face.tsv."""
+    return path.with_name(path.name + ".no_face.tsv")
+
+
+def _record_missing(path: Path, records: Sequence[Record], how: list, config: Config,
+                    points_dir: Path | None) -> list[str]:
+    """Write (or remove) the list of images without points; stop with one line if on_no_face is
+    fatal and there are any. Returns the names of the images the cache skips."""
+    missing = [r for r, (h, _) in zip(records, how) if h == "missing"]
+    listing = no_face_path(path)
+    if not missing:
+        listing.unlink(missing_ok=True)  # a list from an earlier build would name the wrong images
+        return []
+    write_text_atomic(listing, "image\tpath\n" + "".join(f"{r.name}\t{r.path}\n" for r in missing))
+    if config.on_no_face == "fatal":
+        first = ", ".join(str(r.path) for r in missing[:3]) + (", ..." if len(missing) > 3 else "")
+        raise DataError(f"{len(missing)} of {len(records)} images have {missing_what(config.align, points_dir)} "
+                        f"({first}); all listed in {listing}; set on_no_face: skip to leave them out of every "
+                        "fold, or align_fallback: true to use them unaligned")
+    return [r.name for r in missing]
+
+
+def _detections(records: Sequence[Record], how: list, config: Config) -> dict:
+    """With `detector`: the face each image was aligned on (box, score, keypoints; None if none), by name."""
+    if config.align != "detector":
+        return {}
+    return {"detections": {r.name: face for r, (_, face) in zip(records, how)}}
 
 
 @contextmanager
@@ -144,16 +245,18 @@ def open_cache(path: str | Path, records: Sequence[Record], config: Config, poin
             if not build:
                 raise DataError(f"preprocessing cache not found: {path} (run `ageest prepare`)")
             remove_temporaries([path, path.with_name(path.name + ".json")])  # a killed build's, we hold the lock
-            arr, fell_back = build_array(records, config, points_dir)
+            arr, how = build_array(records, config, points_dir)
+            skipped = _record_missing(path, records, how, config, points_dir)
             with atomic_path(path) as tmp:
                 with open(tmp, "wb") as f:
                     np.save(f, arr)
             # The array first, the metadata last: no metadata means no (or an unfinished) cache.
             write_json_atomic(path.with_name(path.name + ".json"),
-                              {**want, "fallback": [r.name for r, b in zip(records, fell_back) if b],
+                              {**want, "fallback": [r.name for r, (h, _) in zip(records, how) if h == "fallback"],
+                               "skipped": skipped, **_detections(records, how, config),
                                "built_by_pid": os.getpid()})
             meta = read_meta(path)
-        have_key = {k: meta.get(k) for k in want_key}
+        have_key = {k: meta.get(k, _legacy_keys(meta).get(k)) for k in want_key}
         if "landmarks" not in meta and want_key["landmarks"] is not None:
             # Built before caches recorded their landmarks: trusted only if no landmark file it
             # aligned with has changed since it was finished.
@@ -177,10 +280,11 @@ def default_cache_path(records: Sequence[Record], config: Config, points_dir: Pa
     """$AGEEST_CACHE_DIR (default ~/.cache/ageest)/TAG.npy, TAG naming the data (with alignment,
     the landmark files too: `points_dir`, default points/ beside the images) and the geometry."""
     root = Path(os.environ.get("AGEEST_CACHE_DIR") or Path.home() / ".cache" / "ageest")
-    if config.align != "none" and points_dir is None and records:
+    if config.align == "landmarks" and points_dir is None and records:
         points_dir = default_points_dir(records[0].path.parent)
-    fingerprint = data_fingerprint(records, points_dir if config.align != "none" else None)
-    tag = f"{fingerprint}-{config.align}{'-fb' if config.align_fallback else ''}-{config.resize_size}"
+    fingerprint = data_fingerprint(records, points_dir if config.align == "landmarks" else None)
+    skip = "-skip" if config.on_no_face == "skip" and config.align != "none" and not config.align_fallback else ""
+    tag = f"{fingerprint}-{config.align}{'-fb' if config.align_fallback else ''}{skip}-{config.resize_size}"
     return root / f"{tag}.npy"
 
 
@@ -199,5 +303,6 @@ def run(args: argparse.Namespace) -> int:
     points = Path(args.points) if args.points else default_points_dir(images)
     arr, meta = open_cache(args.out, records, config, points)
     print(f"cache {args.out}: {arr.shape[0]} images at {arr.shape[1]} px, align={config.align}, "
-          f"{len(meta.get('fallback', []))} unaligned by fallback")
+          f"{len(meta.get('fallback', []))} unaligned by fallback, {len(meta.get('skipped', []))} skipped "
+          "(no points to align on)")
     return 0

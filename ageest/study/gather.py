@@ -19,6 +19,9 @@ CIs use seed-averaged errors: each image's absolute error averaged over the seed
 MAE is its MAE averaged over seeds). That is the expected error of one training run; averaging the
 predictions instead would score an ensemble of the seeds, which is not what a loss delivers.
 A study whose every method has one seed writes the tables of a one-seed study: no seed columns.
+
+`skipped` (folds, seeds, summary): the test images a fold left out because the cache found no points
+to align them on (`on_no_face: skip`, metrics.json's `n_test_skipped`; 0 for folds without it).
 """
 
 from __future__ import annotations
@@ -232,7 +235,8 @@ def predictions_table(folds: list[Fold], prediction: str = "predicted_age") -> p
     return out[[c for c in cols if c in out.columns] + [c for c in out.columns if c not in cols]]
 
 
-FOLDS_COLUMNS = ["loss", "seed", "subject", "n_test", "mae", "best_epoch", "val_mae", "seconds"]
+# `skipped`: test images the cache skipped (on_no_face: skip), after each table's other fixed columns.
+FOLDS_COLUMNS = ["loss", "seed", "subject", "n_test", "mae", "best_epoch", "val_mae", "seconds", "skipped"]
 SUMMARY_COLUMNS = (["loss", "n_subjects", "images", "mae", "mae_rounded", "subject_mae_mean", "subject_mae_sd"]
                    + [f"cs_{t}" for t in THETAS])
 SEED_COLUMNS = ["n_seeds", "mae_seed_sd", "mae_ci_low", "mae_ci_high"]
@@ -244,8 +248,8 @@ def main_columns(table: str, seeded: bool = False) -> list[str]:
     """Fixed leading columns of a table (summary, seeds and predictions add data-dependent ones)."""
     cols = {
         "folds": FOLDS_COLUMNS + ["protocol"],  # under a protocol other than lopo 'subject' reads 'fold'
-        "summary": SUMMARY_COLUMNS + SEED_COLUMNS,
-        "seeds": SUMMARY_COLUMNS[:1] + ["seed"] + SUMMARY_COLUMNS[1:],
+        "summary": SUMMARY_COLUMNS + SEED_COLUMNS + ["skipped"],
+        "seeds": SUMMARY_COLUMNS[:1] + ["seed"] + SUMMARY_COLUMNS[1:] + ["skipped"],
         "comparison": COMPARISON_COLUMNS,
         "predictions": ["loss", "seed", "subject", "image", "age", "predicted_age", "error", "abs_error"],
     }[table]
@@ -260,7 +264,8 @@ def folds_table(folds: list[Fold], preds: pd.DataFrame) -> pd.DataFrame:
         m = f.metrics
         rows.append({"loss": f.loss, "seed": f.seed, "subject": f.fold, "n_test": len(p),
                      "mae": stats.mae(p["abs_error"]), "best_epoch": m.get("best_epoch", math.nan),
-                     "val_mae": m.get("val_mae", math.nan), "seconds": m.get("seconds", math.nan)})
+                     "val_mae": m.get("val_mae", math.nan), "seconds": m.get("seconds", math.nan),
+                     "skipped": int(m.get("n_test_skipped", 0))})  # folds from before skipping skipped none
     return pd.DataFrame(rows, columns=FOLDS_COLUMNS).rename(columns={"subject": fold_unit(folds)})
 
 
@@ -273,18 +278,21 @@ def _losses_in_order(folds: list[Fold]) -> list[str]:
     return list(dict.fromkeys(f.loss for f in folds))
 
 
-def seeds_table(preds: pd.DataFrame, sub_t: pd.Series, losses: list[str]) -> pd.DataFrame:
+def seeds_table(preds: pd.DataFrame, folds_t: pd.DataFrame, sub_t: pd.Series, losses: list[str]) -> pd.DataFrame:
     """One row per (method, seed): its MAE over images, per-subject MAE, CS(θ), MAE per age band."""
     bands = sorted({stats.age_band(a, BAND_WIDTH) for a in preds["age"]})
     rows = []
     for loss in losses:
         for seed in sorted(preds.loc[preds["loss"] == loss, "seed"].unique()):
             p = preds[(preds["loss"] == loss) & (preds["seed"] == seed)]
-            rows.append(_summary_row(loss, int(seed), p, sub_t.loc[(loss, seed)].to_numpy(float), bands))
+            fs = folds_t[(folds_t["loss"] == loss) & (folds_t["seed"] == seed)]
+            rows.append(_summary_row(loss, int(seed), p, sub_t.loc[(loss, seed)].to_numpy(float), bands,
+                                     int(fs["skipped"].sum())))
     return pd.DataFrame(rows)
 
 
-def _summary_row(loss: str, seed: int, p: pd.DataFrame, per_subject, bands: list[str]) -> dict[str, Any]:
+def _summary_row(loss: str, seed: int, p: pd.DataFrame, per_subject, bands: list[str],
+                 skipped: int = 0) -> dict[str, Any]:
     row: dict[str, Any] = {
         "loss": loss,
         "seed": seed,
@@ -297,6 +305,7 @@ def _summary_row(loss: str, seed: int, p: pd.DataFrame, per_subject, bands: list
     }
     for t, v in stats.cumulative_score(p["abs_error_rounded"], THETAS).items():
         row[f"cs_{t}"] = v
+    row["skipped"] = skipped  # test images the folds left out (no points to align on)
     by_band = stats.mae_by_band(p["age"], p["abs_error"], BAND_WIDTH)
     for b in bands:
         row[f"mae_{b}"] = by_band.get(b, (math.nan, 0))[0]
@@ -309,7 +318,7 @@ def summary_table(seeds_t: pd.DataFrame, img_err: pd.Series, n_boot: int = 10000
     """One row per method: each figure of seeds.tsv averaged over the method's seeds (counts are
     the same for every seed), the sd of the LOPO MAE over seeds (NaN for one seed) and the
     subject-clustered bootstrap 95% CI of the LOPO MAE from the seed-averaged image errors."""
-    counts = [c for c in seeds_t.columns if c == "images" or c.startswith("n_")]
+    counts = [c for c in seeds_t.columns if c in ("images", "skipped") or c.startswith("n_")]
     means = [c for c in seeds_t.columns if c not in counts and c not in ("loss", "seed")]
     by = seeds_t.groupby("loss", sort=False)
     out = by[counts].first().join(by[means].mean())
@@ -321,7 +330,7 @@ def summary_table(seeds_t: pd.DataFrame, img_err: pd.Series, n_boot: int = 10000
                                      n_boot=n_boot, seed=seed)
         out.loc[loss, ["mae_ci_low", "mae_ci_high"]] = ci["ci_low"], ci["ci_high"]
     out = out.reset_index()
-    first = SUMMARY_COLUMNS + SEED_COLUMNS
+    first = SUMMARY_COLUMNS + SEED_COLUMNS + ["skipped"]
     return out[first + [c for c in seeds_t.columns if c not in first and c != "seed"]]
 
 
@@ -416,7 +425,7 @@ def gather(paths: list[str | Path], outdir: str | Path, reference: str = "softma
     preds = predictions_table(folds, prediction)
     folds_t = folds_table(folds, preds)
     sub_t = subject_maes(preds)
-    seeds_t = seeds_table(preds, sub_t, losses)
+    seeds_t = seeds_table(preds, folds_t, sub_t, losses)
     img_err, sub_mae = seed_averaged(preds, sub_t)
     summary = summary_table(seeds_t, img_err, n_boot, seed)
     n_seeds = dict(zip(summary["loss"], summary["n_seeds"]))

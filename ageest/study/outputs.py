@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 from typing import Sequence
@@ -11,6 +12,7 @@ import numpy as np
 from ageest import __version__, code_version
 from ageest.config import Config
 from ageest.data.fgnet import Record
+from ageest.errors import DataError
 from ageest.data.splits import Split, read_split, split_fold, split_table
 
 PREDICTION_HEADER = ("image", "subject", "age", "predicted_age", "predicted_std", "predicted_age_rounded")
@@ -49,3 +51,21 @@ def provenance(config: Config, fingerprint: str, split_digest: str, images: str 
     """The keys gather checks (one config, one data set) and what reproduces the fold."""
     return {"config": config.to_dict(), "data_fingerprint": fingerprint, "split_digest": split_digest,
             "images": str(images), "ageest_version": __version__, "code_version": code_version()}
+
+
+def drop_skipped(split: Split, records: Sequence[Record], skipped: Sequence[str],
+                 fold: int) -> tuple[Split, dict[str, int]]:
+    """The split without the images the cache skipped (`on_no_face: skip`: no face found, no
+    landmarks), and how many each part lost (`n_train_skipped`, `n_val_skipped`, `n_test_skipped`,
+    as metrics.json records them). The split's digest stays the one of the split drawn: skipping
+    is the cache's, recorded beside it. A part left empty stops the fold (DataError): a fold
+    without test images has no MAE to gather, one without training or validation images no model.
+    """
+    gone = set(skipped)
+    parts = {k: tuple(i for i in getattr(split, k) if records[i].name not in gone) for k in ("train", "val", "test")}
+    counts = {f"n_{k}_skipped": len(getattr(split, k)) - len(v) for k, v in parts.items()}
+    empty = [k for k, v in parts.items() if not v and getattr(split, k)]
+    if empty:
+        raise DataError(f"fold {fold:03d}: all its {' and '.join(empty)} images were skipped (on_no_face: skip, "
+                        "no points to align on); leave the fold out of `subjects`, or set align_fallback: true")
+    return dataclasses.replace(split, **parts), counts

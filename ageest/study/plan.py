@@ -337,9 +337,10 @@ def _manifest_records(config: dict, manifest: str, root: str, training: dict, pr
         raise ConfigError(f"{manifest} has no subject column: leave-one-person-out needs each image's "
                           "person (add a subject column, or set protocol: {kfold: K} for image-level folds)",
                           "data.manifest")
-    if c.align == "landmarks" and not c.align_fallback and all(r.points is None for r in m.records):
-        raise ConfigError(f"{manifest} names no landmark file (points column) to align on; add one, or set "
-                          "training.align: none", "data.manifest")
+    if c.align == "landmarks" and not c.align_fallback and all(r.points is None and r.keypoints is None
+                                                               for r in m.records):
+        raise ConfigError(f"{manifest} names no landmark file (points column) to align on, nor x/y landmark "
+                          "columns; add them, or set training.align: detector or none", "data.manifest")
     return m.records
 
 

@@ -94,11 +94,12 @@ def fit_predict(method: str, ages: np.ndarray, split, features: np.ndarray | Non
 def run_baselines(images: str | Path, methods: Sequence[str], folds: Sequence[int], out_root: str | Path,
                   config: Config, *, cache: str | Path | None = None, points: str | Path | None = None,
                   root: str | Path | None = None, split_dir: str | Path | None = None, log=print) -> list[dict]:
-    """Each method on each fold (under LOPO: each subject's); writes out_root/METHOD/NNN/{predictions.tsv,metrics.json}."""
+    """Each method on each fold (under LOPO: each subject's); writes out_root/METHOD/NNN/{predictions.tsv,metrics.json}.
+    Images the cache skipped (`on_no_face: skip`) leave every part of the split, as in the trained folds."""
     from ageest.pipeline.cache import default_cache_path, default_points_dir, open_cache
     from ageest.data.dataset import read_records
     from ageest.data.fgnet import data_fingerprint
-    from ageest.study.outputs import fold_identity, fold_split, predictions_tsv, provenance
+    from ageest.study.outputs import drop_skipped, fold_identity, fold_split, predictions_tsv, provenance
     from ageest.io import write_json_atomic, write_text_atomic
 
     unknown = [m for m in methods if m not in BASELINES]
@@ -108,16 +109,19 @@ def run_baselines(images: str | Path, methods: Sequence[str], folds: Sequence[in
     records = read_records(images, root)
     points_dir = Path(points) if points else default_points_dir(images)
     # As train's: the landmark files count as data when the config aligns (gather compares them).
-    fingerprint = data_fingerprint(records, points_dir if config.align != "none" else None)
+    fingerprint = data_fingerprint(records, points_dir if config.align == "landmarks" else None)
     ages = np.array([r.age for r in records], dtype=np.float64)
-    features = None
-    if "ridge" in methods:
-        arr, _ = open_cache(cache or default_cache_path(records, config, points_dir), records, config,
-                            points_dir)
-        features = grey_features(arr, config.image_size)
+    features, skipped = None, []
+    # The cache also lists the images without points to align on that the trained folds skip.
+    if "ridge" in methods or (config.align != "none" and config.on_no_face == "skip"):
+        arr, meta = open_cache(cache or default_cache_path(records, config, points_dir), records, config,
+                               points_dir)
+        features = grey_features(arr, config.image_size) if "ridge" in methods else None
+        skipped = meta.get("skipped", [])
     results = []
     for fold in folds:
         split, digest = fold_split(records, fold, config, Path(split_dir) / f"{fold:03d}.tsv" if split_dir else None)
+        split, n_skipped = drop_skipped(split, records, skipped, fold)
         for method in methods:
             t0 = time.perf_counter()
             val_pred, test_pred, chosen = fit_predict(method, ages, split, features)
@@ -130,7 +134,7 @@ def run_baselines(images: str | Path, methods: Sequence[str], folds: Sequence[in
                 "val_mae": float(np.abs(val_pred - ages[list(split.val)]).mean()),
                 "test_mae": float(np.abs(test_pred - test_ages).mean()),
                 "test_mae_rounded": float(np.abs(np.rint(test_pred) - test_ages).mean()),
-                "seconds": time.perf_counter() - t0,
+                "seconds": time.perf_counter() - t0, **n_skipped,
                 **provenance(config, fingerprint, digest, images),
             }
             out = Path(out_root) / method / f"{fold:03d}"

@@ -8,6 +8,7 @@ one after another in one process when given several `--fold`s (one torch import 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from ageest.nn.losses import LOSSES, LossSpec, loss_spec
 from ageest.nn.model import backbone_batchnorms, build_model, head_parameters
 from ageest.pipeline.cache import default_cache_path, default_points_dir, open_cache
 from ageest.pipeline.sources import PlainSource, TensorSource
-from ageest.study.outputs import fold_identity, fold_split, predictions_tsv, provenance
+from ageest.study.outputs import drop_skipped, fold_identity, fold_split, predictions_tsv, provenance
 from ageest.train.checkpoint import STATE_FILE, FoldState, StopFlag, load_state, save_state, stop_on_signals
 from ageest.train.devices import resolve_device
 from ageest.train.engine import EpochState, autocast_for, evaluate, precision_name, train_one_epoch, uses_bf16
@@ -112,6 +113,7 @@ class Fold:
     scheduler: Any
     head: set  # ids of the head's parameters (trained in head-only epochs)
     frozen_bns: list  # backbone BatchNorms kept in eval mode in head-only epochs
+    skipped: dict = dataclasses.field(default_factory=dict)  # n_{train,val,test}_skipped (on_no_face: skip)
 
 
 def prepare_fold(images, fold_id: int, loss: str, out, config: Config, *, cache=None, points=None, root=None,
@@ -124,8 +126,8 @@ def prepare_fold(images, fold_id: int, loss: str, out, config: Config, *, cache=
     remove_temporaries([state_path, *(out / n for n in FOLD_FILES)])  # a killed run's half-written files
     records = read_records(images, root)
     points_dir = Path(points) if points else default_points_dir(images)
-    # With alignment the landmark files are part of the data: an edited .pts is another data set.
-    fingerprint = data_fingerprint(records, points_dir if config.align != "none" else None)
+    # With landmark alignment the landmark files are part of the data: an edited .pts is another data set.
+    fingerprint = data_fingerprint(records, points_dir if config.align == "landmarks" else None)
     split, split_digest = fold_split(records, fold_id, config, split_file)
     identity = {**fold_identity(fold_id, config, records), "loss": loss, "data_fingerprint": fingerprint,
                 "config": config.result_keys(), "split": split_digest}
@@ -138,9 +140,11 @@ def prepare_fold(images, fold_id: int, loss: str, out, config: Config, *, cache=
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
     channels_last = config.channels_last and device.type != "mps"
-    sources, fallback = _make_sources(records, split, config, device, cache, points_dir, channels_last)
+    sources, fallback, split, skipped = _make_sources(records, split, config, device, cache, points_dir,
+                                                      channels_last, fold_id)
     log(f"fold {_named(fold_id, config)} loss={loss}: {len(split.train)} train, {len(split.val)} val, "
-        f"{len(split.test)} test images on {device}")
+        f"{len(split.test)} test images on {device}"
+        + (f" ({sum(skipped.values())} skipped: no points to align on)" if any(skipped.values()) else ""))
     _check_ages([records[i].age for i in split.train + split.val + split.test], config)
     model = build_model(config.arch, config.num_classes, config.pretrained, spec.head).to(device)
     if channels_last:
@@ -152,7 +156,8 @@ def prepare_fold(images, fold_id: int, loss: str, out, config: Config, *, cache=
     return Fold(fold_id, loss, config, images, out, state_path, records, split, identity, fingerprint,
                 split_digest, fallback, device, tuple(sources), spec, spec.kwargs(config),
                 config.age_grid(device), autocast_for(device, config.precision), model, optimizer, scheduler,
-                {id(p) for p in head_parameters(model)}, backbone_batchnorms(model) if config.freeze_bn else [])
+                {id(p) for p in head_parameters(model)}, backbone_batchnorms(model) if config.freeze_bn else [],
+                skipped)
 
 
 def fit_epoch(fold: Fold, state: FoldState, epoch: int, stop: StopFlag, log=print) -> None:
@@ -209,6 +214,7 @@ def finish_fold(fold: Fold, state: FoldState, usage: FoldUsage, startup: float, 
         "train_seconds": sum(r["seconds"] for r in state.history), "device": str(fold.device),
         "bf16": uses_bf16(fold.device, config.precision), "precision": precision_name(fold.device, config.precision),
         "unaligned_fallback": fold.fallback,
+        **{"n_train_skipped": 0, "n_val_skipped": 0, "n_test_skipped": 0, **fold.skipped},
         **provenance(config, fold.fingerprint, fold.split_digest, fold.images), "torch_version": torch.__version__,
     }
     write_text_atomic(fold.out / "predictions.tsv", predictions_tsv([records[i] for i in split.test],
@@ -224,17 +230,20 @@ def finish_fold(fold: Fold, state: FoldState, usage: FoldUsage, startup: float, 
     return metrics
 
 
-def _make_sources(records, split, config: Config, device, cache, points_dir, channels_last: bool):
-    if config.pipeline == "plain":
+def _make_sources(records, split, config: Config, device, cache, points_dir, channels_last: bool, fold_id: int):
+    """Batch sources of the split's three parts, the count of unaligned fallbacks, and the split
+    without the images the cache skipped (`outputs.drop_skipped`) with its counts."""
+    if config.pipeline == "plain":  # (config refuses plain with on_no_face: skip: nothing is skipped)
         return [PlainSource([records[i] for i in idx], config, device, points_dir)
-                for idx in (split.train, split.val, split.test)], 0
+                for idx in (split.train, split.val, split.test)], 0, split, {}
     arr, meta = open_cache(cache or default_cache_path(records, config, points_dir), records, config,
                            points_dir)
+    split, skipped = drop_skipped(split, records, meta.get("skipped", []), fold_id)
     fell = set(meta.get("fallback", []))
     used = split.train + split.val + split.test
     fallback = sum(records[i].name in fell for i in used)
     return [TensorSource(arr[list(idx)], [records[i].age for i in idx], config, device, channels_last)
-            for idx in (split.train, split.val, split.test)], fallback
+            for idx in (split.train, split.val, split.test)], fallback, split, skipped
 
 
 def _named(fold_id: int, config: Config) -> str:

@@ -11,14 +11,14 @@ from ageest.rulelog import reported
 
 # Digests of the landmark files' bytes, as job parameters: edit, add or remove a `.pts` file and the
 # parameter changes, so Snakemake reruns the job (and, after the cache, every fold).
-# PREPARE_LANDMARKS: the files the images are aligned with, when training aligns on them.
+# PREPARE_LANDMARKS: the files the images are aligned with, when training aligns on them (`landmarks`).
 # VERIFY_LANDMARKS: every `.pts` file of the folder, when the checksum list covers them.
 # Only for a data folder given as is: data made by a rule (download, synth) does not exist yet when
 # a first run is planned, so a digest would differ on the next run and redo everything. For those,
 # `ageest` itself refuses a cache whose landmark files changed (its cache key holds the digest).
 _GIVEN_FOLDER = DATA_RULE is None
 PREPARE_LANDMARKS = (landmarks_digest(default_points_dir(IMAGES), read_records(IMAGES, ROOT))
-                     if _GIVEN_FOLDER and config["training"].get("align", "none") != "none" else None)
+                     if _GIVEN_FOLDER and config["training"].get("align", "none") == "landmarks" else None)
 VERIFY_LANDMARKS = (landmarks_digest(default_points_dir(IMAGES))
                     if _GIVEN_FOLDER and SUMS and read_sums(SUMS, LANDMARKS) else None)
 
