@@ -244,6 +244,14 @@ def test_zoo_demo_plans_every_loss_times_two_seeds(tmp_path):
     # folds_per_job 3: one job per loss and seed trains its 3 subjects.
     assert counts["train_001_003"] == len(LOSSES) * 2 and zoo["resources"]["folds_per_job"] == 3, counts
     assert counts["baseline"] == 2 and counts["gather"] == 1 and counts["plots"] == 1, counts
+    # The zoo over another protocol and backbone: 3 subject-disjoint folds, VGG-16.
+    over = write_yaml(tmp_path / "over.yaml", {"protocol": {"kfold": 3}, "subjects": "all",
+                                               "training": {**zoo["training"], "arch": "vgg16"}})
+    rc, out = snakemake(tmp_path, "--configfile", ZOO, over, "--dry-run", "-p")
+    assert rc == 0, out
+    assert job_counts(out)["train_001_003"] == len(LOSSES) * 2, out
+    trained = set(re.findall(r"results/folds/(\w+)/seed\d/(\d{3})/metrics\.json", out))
+    assert trained == {(loss, f"{f:03d}") for loss in LOSSES for f in (1, 2, 3)}
 
 
 def test_two_seeds_train_apart_on_one_split(tmp_path):
