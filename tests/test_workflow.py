@@ -167,6 +167,21 @@ def test_a_5_fold_study_plans_5_folds_per_loss_and_seed_plus_the_baselines(tmp_p
     assert rc == 0 and job_counts(out).get("train") == 1 and "gather" not in job_counts(out), out
 
 
+def test_a_split_file_study_plans_the_files_folds_and_reads_it_in_every_split_job(tmp_path, fake):
+    images, _ = fake
+    table = tmp_path / "benchmark-split.tsv"
+    rows = [f"{fold}\t{name}\t{role}" for fold, roles in (("a", ("001A02.JPG", "002A03.JPG", "005A08.JPG")),
+                                                          ("b", ("005A08.JPG", "001A02.JPG", "017A01.JPG")))
+            for name, role in zip(roles, ("train", "val", "test"))]
+    table.write_text("fold\timage\trole\n" + "\n".join(rows) + "\n")
+    over = write_yaml(tmp_path / "over.yaml", {"data": {"images": str(images)}, "protocol": {"split_file": str(table)}})
+    rc, out = snakemake(tmp_path, "--configfile", CONFIG, over, "--dry-run", "-p")
+    assert rc == 0, out
+    assert job_counts(out)["train"] == 4 and job_counts(out)["split"] == 2
+    assert set(re.findall(r"results/folds/softmax/(\d{3})/metrics\.json", out)) == {"001", "002"}
+    assert out.count(f"input: results/data/manifest.tsv, results/config/training.yaml, {table}") == 2, out
+
+
 def test_single_fold_target_plans_exactly_one_training_job(tmp_path, fake):
     images, _ = fake
     over = write_yaml(tmp_path / "over.yaml", {"data": {"images": str(images)}})
