@@ -280,3 +280,15 @@ def test_the_commands_take_a_manifest_and_record_who_each_id_is(root, tmp_path):
                                             ("faces/a.jpg", "3"), ("faces/c.png", "3")]  # person, age, name
     assert [r[3] for r in rows][3:] == ["test", "test"] and {r[3] for r in rows[:3]} == {"train", "val"}
     assert main(["manifest", "--images", str(elsewhere), "--out", str(tmp_path / "x.tsv")]) == 2  # root: its folder
+
+
+def test_a_cluster_job_reads_the_rows_without_opening_the_files(root):
+    # The submitting process checked every file; a job re-parsing the workflow reads the cells only.
+    from ageest.data.manifest import read_manifest
+
+    m = write(root, "faces/gone.jpg\t20\tann", "faces/a.jpg\t30\tbob")
+    with pytest.raises(DataError, match="row 2, column image: .*gone.jpg not found"):
+        read_manifest(m)
+    assert [r.age for r in read_manifest(m, check_files=False).records] == [20, 30]
+    with pytest.raises(DataError, match="row 3, column age: 'x' is not a number"):
+        read_manifest(write(root, "faces/gone.jpg\t20\tann", "faces/a.jpg\tx\tbob", name="b.tsv"), check_files=False)

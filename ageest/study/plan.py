@@ -40,6 +40,7 @@ class Study:
     chunks: list[list[int]]  # the folds of each training job, folds_per_job at most
     gpu: bool
     root: str = ""  # the folder a manifest's paths are under ('' for an image folder)
+    records: list | None = None  # a manifest's records, read once per parse (None for an image folder)
 
     @property
     def folds_per_job(self) -> int:
@@ -88,9 +89,11 @@ class Study:
         return t.get("arch", "resnet34") if t.get("pretrained", "imagenet") == "imagenet" else None
 
 
-def plan_study(config: dict, project_dir: str | Path, local: bool = True) -> Study:
+def plan_study(config: dict, project_dir: str | Path, local: bool = True, check_files: bool = True) -> Study:
     """Validate `config` (a Snakemake config dict, left unchanged) and plan the study. `local`:
-    jobs run on this machine; elsewhere (SLURM) every fold is its own job, whatever folds_per_job."""
+    jobs run on this machine; elsewhere (SLURM) every fold is its own job, whatever folds_per_job.
+    `check_files=False`: a manifest's rows are read but its files not opened (a job re-parsing the
+    workflow on a cluster node: the submitting process checked them)."""
     project_dir = Path(project_dir)
     config = validated(config, yaml.safe_load((project_dir / SCHEMA).read_text()))
     losses = _losses(config)
@@ -102,7 +105,7 @@ def plan_study(config: dict, project_dir: str | Path, local: bool = True) -> Stu
     if config["data"]["source"] == "manifest":
         images, root = _manifest_source(config)
         rule, sums = None, None
-        records = _manifest_records(config, images, root, training, protocol)
+        records = _manifest_records(config, images, root, training, protocol, check_files)
         every = sorted({r.subject for r in records})
     elif config["data"]["source"] == "synthetic" and config["data"]["manifest"]:
         images = os.path.normpath(config["data"]["manifest"])
@@ -124,7 +127,8 @@ def plan_study(config: dict, project_dir: str | Path, local: bool = True) -> Stu
         training["protocol"] = protocol  # absent under lopo: a LOPO study's training.yaml is unchanged
     return Study(config, losses, list(config["baselines"]), _seeds(config, training), folds, all_folds, images,
                  rule, sums, {**training, "save_model": bool(config["keep_models"])},
-                 [folds[i:i + k] for i in range(0, len(folds), k)], gpu, root)
+                 [folds[i:i + k] for i in range(0, len(folds), k)], gpu, root,
+                 records if config["data"]["source"] == "manifest" else None)
 
 
 def validated(config: dict, schema: dict) -> dict:
@@ -321,7 +325,8 @@ def _manifest_source(config: dict) -> tuple[str, str]:
     return manifest, root
 
 
-def _manifest_records(config: dict, manifest: str, root: str, training: dict, protocol: str) -> list:
+def _manifest_records(config: dict, manifest: str, root: str, training: dict, protocol: str,
+                      check_files: bool = True) -> list:
     """The records of a manifest, every row checked now (before any job), ages against the training
     age range: a bad row is a ConfigError naming data.manifest, its message the row and column."""
     from ageest.config import from_dict
@@ -329,7 +334,7 @@ def _manifest_records(config: dict, manifest: str, root: str, training: dict, pr
 
     c = from_dict(training)
     try:
-        m = read_manifest(manifest, root, ages=(c.min_age, c.max_age))
+        m = read_manifest(manifest, root, ages=(c.min_age, c.max_age), check_files=check_files)
     except AgeestError as e:
         raise ConfigError(str(e), "data.manifest") from None
     if not m.has_subjects and protocol == "lopo":

@@ -22,7 +22,8 @@ if not ageest_on_path():  # shell commands call `ageest`: the one beside this Py
     raise WorkflowError("the `ageest` command is not installed (pip install -e '.[workflow]')")
 
 try:
-    STUDY = plan_study(config, workflow.basedir, local=runs_jobs_here(workflow))
+    # A job a cluster node runs re-parses the workflow: the submitting process checked the files.
+    STUDY = plan_study(config, workflow.basedir, local=runs_jobs_here(workflow), check_files=not workflow.remote_exec)
 except ConfigError as e:
     raise WorkflowError(f"config error: {', '.join(e.keys) or '(top level)'}: {e}") from None
 config.update(STUDY.config)  # the schema's defaults, `losses: all` resolved

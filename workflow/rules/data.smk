@@ -17,7 +17,7 @@ from ageest.rulelog import reported
 # a first run is planned, so a digest would differ on the next run and redo everything. For those,
 # `ageest` itself refuses a cache whose landmark files changed (its cache key holds the digest).
 _GIVEN_FOLDER = DATA_RULE is None
-PREPARE_LANDMARKS = (landmarks_digest(default_points_dir(IMAGES), read_records(IMAGES, ROOT))
+PREPARE_LANDMARKS = (landmarks_digest(default_points_dir(IMAGES), STUDY.records or read_records(IMAGES, ROOT))
                      if _GIVEN_FOLDER and config["training"].get("align", "none") == "landmarks" else None)
 VERIFY_LANDMARKS = (landmarks_digest(default_points_dir(IMAGES))
                     if _GIVEN_FOLDER and SUMS and read_sums(SUMS, LANDMARKS) else None)
