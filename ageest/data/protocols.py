@@ -28,7 +28,6 @@ import numpy as np
 from ageest.data.fgnet import Record, record_order
 from ageest.errors import DataError
 
-KINDS = ("lopo", "kfold", "split_file")
 ROLES = ("train", "val", "test")
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from ageest.config import add_config_arguments
 from ageest.errors import DataError
 from ageest.data.fgnet import Record, record_order
-from ageest.data.protocols import Protocol, parse_protocol, read_split_table, test_indices
+from ageest.data.protocols import ROLES, Protocol, parse_protocol, read_split_table, test_indices
 
 
 @dataclass(frozen=True)
@@ -73,9 +73,6 @@ def _fixed(table: dict, fold: int, protocol: Protocol) -> Split:
     if fold not in table:
         raise DataError(f"{protocol.path}: no fold {fold} (folds: {', '.join(map(str, sorted(table)))})")
     return Split(*(tuple(table[fold][r]) for r in ("train", "val", "test")))
-
-
-ROLES = ("train", "val", "test")
 
 
 def split_table(records: Sequence[Record], split: Split) -> str:
