@@ -225,8 +225,8 @@ def test_three_seeds_plan_one_fold_per_loss_seed_and_subject(tmp_path, fake):
     for outputs, shell in planned(out, "train"):
         loss, seed, subject = re.fullmatch(r"results/folds/(\w+)/seed(\d)/(\d{3})/metrics\.json", outputs[0]).groups()
         assert f"--set seed={seed} " in shell and f"--split results/splits/{subject}.tsv" in shell, shell
-        assert f"results/logs/train/{loss}/seed{seed}/{fold}.log" in shell, shell
-        assert f"--state-dir results/state/{loss}/seed{seed}/{fold}" in shell, shell
+        assert f"results/logs/train/{loss}/seed{seed}/{subject}.log" in shell, shell
+        assert f"--state-dir results/state/{loss}/seed{seed}/{subject}" in shell, shell
         trained.add((loss, int(seed), int(subject)))
     assert trained == {(loss, seed, s) for loss in ("mean_variance", "softmax") for seed in (0, 1, 2) for s in FAKE}
     # The baselines are deterministic: one run each, in the folder a one-seed study has.
