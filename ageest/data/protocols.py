@@ -26,6 +26,7 @@ from typing import Sequence
 import numpy as np
 
 from ageest.data.fgnet import Record, record_order
+from ageest.data.manifest import subject_ids  # fold names become ids as a manifest's people do
 from ageest.errors import DataError
 
 ROLES = ("train", "val", "test")
@@ -125,12 +126,7 @@ def kfold_assignment(records: Sequence[Record], k: int, seed: int) -> dict[int, 
 def split_file_folds(path: str | Path) -> list[int]:
     """A split file's fold ids alone (its `fold` column), before the data exists to check the rest."""
     header, rows = _table(Path(path))
-    return sorted(set(_fold_ids([r[header.index("fold")].strip() for r in rows[1:]]).values()))
-
-
-def _fold_ids(cells: list[str]) -> dict[str, int]:
-    names = sorted(set(cells))
-    return {f: int(f) for f in names} if all(f.isdigit() for f in names) else {f: i for i, f in enumerate(names, 1)}
+    return sorted(set(subject_ids([r[header.index("fold")].strip() for r in rows[1:]]).values()))
 
 
 def _table(path: Path) -> tuple[list[str], list[list[str]]]:
@@ -168,7 +164,7 @@ def read_split_table(path: str | Path, records: Sequence[Record]) -> dict[int, d
         cells.append((fold, index[image], role, n))
     if not cells:
         raise DataError(f"{path}: no rows under the header")
-    ids = _fold_ids([c[0] for c in cells])
+    ids = subject_ids([c[0] for c in cells])
     table: dict[int, dict[str, list[int]]] = {}
     seen: dict[tuple[int, int], int] = {}
     for fold, i, role, n in cells:
