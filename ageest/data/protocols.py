@@ -42,8 +42,11 @@ class Protocol:
         return {"lopo": "lopo", "kfold": f"kfold:{self.k}", "split_file": f"split_file:{self.path}"}[self.kind]
 
 
-def parse_protocol(text: str) -> Protocol:
-    """'lopo', 'kfold:K' (K >= 2) or 'split_file:PATH' as a Protocol; ValueError saying what is wrong."""
+def parse_protocol(text: str | Protocol) -> Protocol:
+    """'lopo', 'kfold:K' (K >= 2) or 'split_file:PATH' as a Protocol (a Protocol as it is);
+    ValueError saying what is wrong."""
+    if isinstance(text, Protocol):
+        return text
     kind, _, arg = str(text).partition(":")
     if kind == "lopo" and not arg:
         return Protocol("lopo")

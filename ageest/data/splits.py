@@ -37,7 +37,7 @@ def split_fold(records: Sequence[Record], fold: int, seed: int = 0, val_rate: fl
     """
     if by not in ("subject", "image"):
         raise ValueError(f"by must be 'subject' or 'image', got {by!r}")
-    protocol = parse_protocol(protocol) if isinstance(protocol, str) else protocol
+    protocol = parse_protocol(protocol)
     if protocol.kind == "split_file":
         return _fixed(read_split_table(protocol.path, records), fold, protocol)
     test = test_indices(protocol, records, fold, seed)
@@ -90,7 +90,7 @@ def read_split(path: str | Path, records: Sequence[Record], fold: int, protocol:
     image twice, test people not in validation, and (lopo, kfold) every image listed, test people
     not in training. (Which people a kfold fold tests on is checked by gather over all folds.)"""
     path = Path(path)
-    protocol = parse_protocol(protocol) if isinstance(protocol, str) else protocol
+    protocol = parse_protocol(protocol)
     try:
         rows = [line.split("\t") for line in path.read_text().splitlines()[1:] if line.strip()]
     except OSError as e:

@@ -54,8 +54,10 @@ class Study:
     @property
     def split_file(self) -> str | None:
         """protocol split_file: the table the split jobs read (their input); None otherwise."""
-        p = str(self.training.get("protocol", "lopo"))
-        return p.partition(":")[2] if p.startswith("split_file:") else None
+        from ageest.data.protocols import parse_protocol
+
+        p = parse_protocol(self.training.get("protocol", "lopo"))
+        return p.path if p.kind == "split_file" else None
 
     @property
     def data_root(self) -> str:

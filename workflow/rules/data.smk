@@ -4,7 +4,7 @@
 # by a local rule, so compute nodes without internet never need it.
 
 from ageest.data.checksums import LANDMARKS, read_sums
-from ageest.data.dataset import read_records
+from ageest.data.dataset import is_manifest, read_records
 from ageest.data.fgnet import landmarks_digest
 from ageest.data.landmarks import default_points_dir
 from ageest.rulelog import reported
@@ -62,7 +62,7 @@ if DATA_RULE == "synth":
             seed=config["data"]["synth_seed"],
             subjects=config["data"]["synth_subjects"],
             # data.manifest set: the synthetic people under another layout, listed in that table
-            layout=f"--manifest {os.path.basename(IMAGES)}" if IMAGES.endswith(".tsv") else "",
+            layout=f"--manifest {os.path.basename(IMAGES)}" if is_manifest(IMAGES) else "",
         conda:
             "../envs/ageest.yaml"
         log:
