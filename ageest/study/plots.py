@@ -143,11 +143,10 @@ def plot_ranking(summary: pd.DataFrame, seeds: pd.DataFrame, reference: str, pat
     _save(fig, path)
 
 
-def plot_subject_mae_paired(folds: pd.DataFrame, reference: str, path: Path,
-                            subjects: pd.DataFrame | None = None) -> None:
-    """`subjects`: MAE per (loss, seed, subject) (gather's `subject_maes`); default: `folds` (LOPO only)."""
+def plot_subject_mae_paired(folds: pd.DataFrame, subjects: pd.DataFrame, reference: str, path: Path) -> None:
+    """`subjects`: MAE per (loss, seed, subject) over each person's test images (gather's `subject_maes`)."""
     plt, sns = _plt()
-    by = (folds if subjects is None else subjects).groupby(["subject", "loss"])["mae"]
+    by = subjects.groupby(["subject", "loss"])["mae"]
     mean, lo, hi_ = (by.agg(f).unstack("loss") for f in ("mean", "min", "max"))
     others = [m for m in method_order(folds["loss"]) if m != reference]
     several = _most_seeds(folds) > 1
@@ -305,7 +304,7 @@ def make_plots(tables: str | Path, outdir: str | Path, reference: str = "softmax
                           f"({', '.join(sorted(set(folds['loss'])))})")
     paths = {name: outdir / f"{name}.png" for name in PLOTS}
     plot_ranking(summary, seeds, reference, paths["ranking"])
-    plot_subject_mae_paired(folds, reference, paths["subject_mae_paired"], subject_maes(preds).rename("mae").reset_index())
+    plot_subject_mae_paired(folds, subject_maes(preds).rename("mae").reset_index(), reference, paths["subject_mae_paired"])
     plot_cs_curves(summary, seeds, paths["cs_curves"])
     plot_predicted_vs_true(preds, paths["predicted_vs_true"])
     plot_mae_by_age_band(seeds, paths["mae_by_age_band"])
