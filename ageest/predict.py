@@ -18,6 +18,7 @@ from ageest.errors import AgeestError, DataError, first_line
 from ageest.data.fgnet import load_rgb
 from ageest.data.imageio import save_bgr
 from ageest.nn.losses import Predict, loss_spec
+from ageest.nn.backbones import backbone
 from ageest.nn.model import build_model
 
 
@@ -57,27 +58,30 @@ def load_model(path: str | Path, device: torch.device) -> FoldModel:
     return FoldModel(model.to(device).eval(), config, spec.predict)
 
 
-def face_views(rgb: np.ndarray, size: int, detect: bool) -> list[tuple[tuple, np.ndarray]]:
-    """(box, S x S view) per face, prepared exactly as training prepared its images: detected and
-    aligned faces, or, without detection, the whole photo (an aligned crop already, or a model
-    trained on whole, unaligned photos)."""
+def face_views(rgb: np.ndarray, config: Config, detect: bool) -> list[tuple[tuple, np.ndarray]]:
+    """(box, S x S view) per face, prepared exactly as training prepared its images: detected
+    faces aligned on the network's own template, or, without detection, the whole photo (an
+    aligned crop already, or a model trained on whole, unaligned photos)."""
+    size = config.resize_size
     if not detect:
         h, w = rgb.shape[:2]
         return [((0, 0, w, h), square_resize(rgb, size))]
     from ageest.data.align import align_face
     from ageest.data.detect import detect_faces
+    from ageest.pipeline.cache import template_of
 
-    return [(tuple(int(v) for v in f.box), align_face(rgb, f.keypoints, size)) for f in detect_faces(rgb)]
+    return [(tuple(int(v) for v in f.box), align_face(rgb, f.keypoints, size, template_of(config), config.image_size))
+            for f in detect_faces(rgb)]
 
 
 @torch.no_grad()
 def predict_image(fold: FoldModel, rgb: np.ndarray, device: torch.device, detect: bool = True) -> list[Estimate]:
     c = fold.config
-    views = face_views(rgb, c.resize_size, detect)
+    views = face_views(rgb, c, detect)
     if not views:
         return []
     x = torch.from_numpy(np.stack([v for _, v in views])).to(device)
-    x = normalize(center_crop(x, c.image_size))
+    x = normalize(center_crop(x, c.image_size), backbone(c.arch).norm)
     mean, std = fold.predict(fold.net(x), c.age_grid(device))
     return [Estimate(box, float(m), float(s)) for (box, _), m, s in zip(views, mean.cpu(), std.cpu())]
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from suite import add_suite_arguments, alternate, median_ratio, write_figures
 
-from ageest.pipeline.augment import _imagenet_normalize_, affine_params, augment_batch
+from ageest.pipeline.augment import IMAGENET_NORM, _normalize_, affine_params, augment_batch
 
 
 def before(x: torch.Tensor, size: int, g: torch.Generator) -> torch.Tensor:
@@ -28,7 +28,7 @@ def before(x: torch.Tensor, size: int, g: torch.Generator) -> torch.Tensor:
     grid = F.affine_grid(theta, [x.shape[0], 3, size, size], align_corners=False)
     out = F.grid_sample(x.permute(0, 3, 1, 2).float(), grid, mode="bilinear", padding_mode="zeros",
                         align_corners=False)
-    return _imagenet_normalize_(out, 255)
+    return _normalize_(out, 255, IMAGENET_NORM)
 
 
 def after(x: torch.Tensor, size: int, g: torch.Generator) -> torch.Tensor:

@@ -21,6 +21,7 @@ Eye centres use the contour means (27-30, 32-35), not the pupils, which move wit
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -34,11 +35,82 @@ from ageest.data.landmarks import default_points_dir, find_pts, read_pts
 LEFT_EYE = slice(27, 31)
 RIGHT_EYE = slice(32, 36)
 MOUTH = slice(48, 60)
+# dlib's 5 points in FG-NET's 68: the outer and inner corners of the image-right eye, then of the
+# image-left eye, then the base of the nose (dlib's shape_predictor_5_face_landmarks order).
+DLIB5 = (32, 34, 27, 29, 41)
 
 # Template: keypoint positions as fractions of the output side. Eye-mouth distance ~0.19 and
 # eye distance 0.20 of the side (FG-NET's median mouth/eye-distance ratio is ~1.03) leave
 # room for the chin (~1.7 eye distances below the eyes) and forehead plus some hair above.
 TEMPLATE = np.array([[0.40, 0.44], [0.60, 0.44], [0.50, 0.635]])
+
+
+@dataclass(frozen=True)
+class Template:
+    """Where face points land in a network's input, and how the crop is sampled.
+
+    `sets`: the point sets it aligns on, best first, each a tuple of named points with their
+    positions (x, y) as fractions of the side; alignment takes the first set the image's points
+    give in full (`face_points`). Positions p are placed at (padding + p) / (1 + 2 padding) of the
+    side. `of_crop`: the side is the network's crop (`image_size`), centred in the cached square
+    as evaluation crops it; else the whole cached square (crop plus augmentation margin).
+    `dlib_chip`: sampled as dlib's extract_image_chip samples a face chip (the chip's corner
+    pixels on the corners of the template's box, halvings by a Gaussian pyramid first where the
+    face is over twice the chip, black outside the photo), for networks trained on dlib's chips;
+    else one bilinear warp with the photo's border replicated.
+    """
+
+    name: str
+    sets: tuple[tuple[tuple[str, tuple[float, float]], ...], ...]
+    padding: float = 0.0
+    of_crop: bool = False
+    dlib_chip: bool = False
+
+    def target(self, names: tuple[str, ...]) -> np.ndarray:
+        """(k, 2) positions of the named points, as fractions of the side, padding applied."""
+        where = {n: p for s in self.sets for n, p in s}
+        return (self.padding + np.array([where[n] for n in names], np.float64)) / (1 + 2 * self.padding)
+
+
+# The three points every source gives (landmarks, MTCNN, the Haar fallback): ageest's own layout.
+EYES_MOUTH = Template("eyes_mouth", ((("eye_l", tuple(TEMPLATE[0])), ("eye_r", tuple(TEMPLATE[1])),
+                                      ("mouth", tuple(TEMPLATE[2]))),))
+# dlib's face chip (get_face_chip_details, padding 0.2): its 5-point template, where the 68
+# landmarks give those points; else the eye centres and mouth centre of dlib's 68-point mean face
+# (eyes 36-41 and 42-47, mouth corners 48 and 54, averaged), the frame its 5 points share.
+DLIB_CHIP = Template("dlib_chip", (
+    (("eye_r_outer", (0.8595674595992, 0.2134981538014)), ("eye_r_inner", (0.6460604764104, 0.2289674387677)),
+     ("eye_l_outer", (0.1205750620789, 0.2137274526848)), ("eye_l_inner", (0.3340850613712, 0.2290642403242)),
+     ("nose_base", (0.4901123135679, 0.6277975316475))),
+    (("eye_l", (0.2254918, 0.2159903)), ("eye_r", (0.7547580, 0.2159903)), ("mouth", (0.4901265, 0.7802330))),
+), padding=0.2, of_crop=True, dlib_chip=True)
+TEMPLATES = {t.name: t for t in (EYES_MOUTH, DLIB_CHIP)}
+
+
+def face_points(pts) -> dict[str, np.ndarray]:
+    """The named points an image's points give: 68 FG-NET landmarks give the eye centres (contour
+    means), the mouth centre and dlib's 5; 5 points in MTCNN's order (or the detector's 3: eyes,
+    mouth centre) give the eye centres and the mouth centre."""
+    p = np.asarray(pts, dtype=np.float64)
+    if p.shape == (68, 2):
+        named = dict(zip(("eye_l", "eye_r", "mouth"), keypoints_from_landmarks(p)))
+        named.update(zip(("eye_r_outer", "eye_r_inner", "eye_l_outer", "eye_l_inner", "nose_base"), p[list(DLIB5)]))
+        return named
+    if p.shape == (5, 2):
+        p = keypoints_from_five(p)
+    if p.shape != (3, 2):
+        raise ValueError(f"expected 68, 5 or 3 points, got {p.shape}")
+    return dict(zip(("eye_l", "eye_r", "mouth"), p))
+
+
+def template_points(pts, template: Template) -> tuple[np.ndarray, np.ndarray]:
+    """(source pixels, target fractions) of the first of the template's point sets that `pts` give."""
+    named = face_points(pts)
+    for s in template.sets:
+        names = tuple(n for n, _ in s)
+        if all(n in named for n in names):
+            return np.stack([named[n] for n in names]), template.target(names)
+    raise ValueError(f"the points given ({', '.join(named)}) hold none of template {template.name}'s point sets")
 
 
 def keypoints_from_landmarks(pts68) -> np.ndarray:
@@ -57,12 +129,6 @@ def keypoints_from_five(pts5) -> np.ndarray:
     if p.shape != (5, 2):
         raise ValueError(f"expected (5, 2) points, got {p.shape}")
     return np.stack([p[0], p[1], (p[3] + p[4]) / 2])
-
-
-def keypoints_from_points(pts) -> np.ndarray:
-    """5 (MTCNN's order) or 68 (FG-NET's `.pts` order) points -> the (3, 2) alignment keypoints."""
-    p = np.asarray(pts, dtype=np.float64)
-    return keypoints_from_five(p) if len(p) == 5 else keypoints_from_landmarks(p)
 
 
 def fit_similarity(src, dst) -> np.ndarray:
@@ -84,21 +150,67 @@ def fit_similarity(src, dst) -> np.ndarray:
     return np.hstack([scale * rot, (mu_d - scale * rot @ mu_s)[:, None]])
 
 
-def align_face(rgb_uint8, keypoints, size: int = 224) -> np.ndarray:
-    """Warp an (H, W, 3) or (H, W) uint8 image so `keypoints` (3, 2) land on TEMPLATE * size.
+def crop_offset(size: int, crop: int) -> int:
+    """Where evaluation's centre crop of `crop` px starts in a square of `size` px (as
+    augment.center_crop places it: Python's half-to-even rounding)."""
+    return int(round((size - crop) / 2.0))
 
-    Returns (size, size, 3) uint8. Pixels outside the photo replicate its border: FG-NET faces
-    often touch the photo edge, and constant black bars would be strong artificial edges whose
-    placement tracks the scan framing (and so photo era, and so age) -- a shortcut for a CNN.
+
+def align_face(rgb_uint8, points, size: int = 224, template: Template = EYES_MOUTH,
+               crop: int | None = None) -> np.ndarray:
+    """Warp an (H, W, 3) or (H, W) uint8 image so its `points` (68 landmarks, 5 MTCNN points or
+    the 3 keypoints) land on `template` in a (size, size, 3) uint8 square. `crop`: the network's
+    crop inside that square, for a template placed in the crop (`of_crop`; default `size`).
+
+    With EYES_MOUTH, pixels outside the photo replicate its border: FG-NET faces often touch the
+    photo edge, and constant black bars would be strong artificial edges whose placement tracks
+    the scan framing (and so photo era, and so age) -- a shortcut for a CNN. A dlib chip keeps
+    dlib's black, what its network was trained on.
     """
     img = np.asarray(rgb_uint8)
     if img.ndim == 2:
         img = np.repeat(img[:, :, None], 3, axis=2)
     elif img.shape[2] == 4:
         img = img[:, :, :3]
-    m = fit_similarity(keypoints, TEMPLATE * size)
+    src, frac = template_points(points, template)
+    side = (crop or size) if template.of_crop else size
+    dst = frac * side + (crop_offset(size, side) if template.of_crop else 0)
+    if template.dlib_chip:
+        return _dlib_chip(np.ascontiguousarray(img), src, dst, size, side, crop_offset(size, side))
+    m = fit_similarity(src, dst)
     return cv2.warpAffine(np.ascontiguousarray(img), m, (size, size), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_REPLICATE)
+
+
+_BINOMIAL = np.array([1, 4, 6, 4, 1], np.float32) / 16
+
+
+def _pyramid_down(img: np.ndarray) -> np.ndarray:
+    """dlib's pyramid_down<2>: a 5x5 binomial filter, every other pixel from the third on (pixel
+    x of the result sits at the input's 2x + 2), truncated to whole grey levels."""
+    blurred = cv2.sepFilter2D(img, -1, _BINOMIAL, _BINOMIAL, borderType=cv2.BORDER_REPLICATE)
+    rows, cols = (img.shape[0] - 3) // 2, (img.shape[1] - 3) // 2
+    return np.floor(blurred[2:2 + 2 * rows:2, 2:2 + 2 * cols:2])
+
+
+def _dlib_chip(img: np.ndarray, src: np.ndarray, dst: np.ndarray, size: int, side: int, offset: int) -> np.ndarray:
+    # dlib fits the similarity from chip to photo, then spreads the chip's `side` pixels over the
+    # box of side*scale - 1 photo pixels centred where the chip's centre falls (its chip_details).
+    m = fit_similarity(dst - offset, src)
+    scale = float(np.hypot(*m[:, 0]))
+    centre = m[:, :2] @ np.array([side / 2, side / 2]) + m[:, 2]
+    lin = m[:, :2] * ((side * scale - 1) / max(side - 1, 1) / scale)  # photo px per chip px, rotated
+    # Chip pixel j of the square (offset + i of the chip) -> photo: centre + lin @ (j - offset - (side-1)/2).
+    shift = centre - lin @ np.full(2, offset + (side - 1) / 2)
+    # dlib truncates where it converts back to bytes (each pyramid level, the chip): floor, not round.
+    img = img.astype(np.float32)
+    while np.hypot(*lin[:, 0]) > 2 and min(img.shape[:2]) > 16:  # dlib's pyramid: halve while over 2 px per chip px
+        img = _pyramid_down(img)
+        lin, shift = lin / 2, (shift - np.array([2.5, 1.5])) / 2
+    out = cv2.warpAffine(img, np.hstack([lin, shift[:, None]]), (size, size),
+                         flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                         borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+    return np.floor(out).astype(np.uint8)
 
 
 def align_image(path_or_array, pts_path, size: int = 224) -> np.ndarray:

@@ -11,22 +11,23 @@ import math
 import torch
 import torch.nn.functional as F
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from ageest.nn.backbones import IMAGENET_NORM, Norm
+
+IMAGENET_MEAN, IMAGENET_STD = IMAGENET_NORM.mean, IMAGENET_NORM.std
 
 
-def _imagenet_normalize_(x: torch.Tensor, value_range: float) -> torch.Tensor:
-    """In place: float (N, 3, H, W) with values in 0..value_range -> ImageNet-normalised. The one
-    place the normalisation is done; torchvision's Normalize(IMAGENET_MEAN, IMAGENET_STD) is the
-    plain pipeline's equal."""
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1) * value_range
-    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1) * value_range
+def _normalize_(x: torch.Tensor, value_range: float, norm: Norm) -> torch.Tensor:
+    """In place: float (N, 3, H, W) with values in 0..value_range -> normalised as the network
+    wants (its registry entry's `norm`). The one place the normalisation is done; torchvision's
+    Normalize(norm.mean, norm.std) is the plain pipeline's equal."""
+    mean = torch.tensor(norm.mean, device=x.device).view(1, 3, 1, 1) * value_range
+    std = torch.tensor(norm.std, device=x.device).view(1, 3, 1, 1) * value_range
     return x.sub_(mean).div_(std)
 
 
-def normalize(x_uint8_nhwc: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, H, W, 3) -> float32 (N, 3, H, W), ImageNet-normalised."""
-    return _imagenet_normalize_(x_uint8_nhwc.permute(0, 3, 1, 2).float().div_(255), 1)
+def normalize(x_uint8_nhwc: torch.Tensor, norm: Norm = IMAGENET_NORM) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> float32 (N, 3, H, W), normalised (ImageNet's by default)."""
+    return _normalize_(x_uint8_nhwc.permute(0, 3, 1, 2).float().div_(255), 1, norm)
 
 
 def center_crop(x_uint8_nhwc: torch.Tensor, size: int) -> torch.Tensor:
@@ -85,7 +86,7 @@ def affine_grid(theta: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def augment_batch(x_uint8_nhwc: torch.Tensor, out_size: int, rotate: float, shear: float, flip: bool,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
+                  generator: torch.Generator | None = None, norm: Norm = IMAGENET_NORM) -> torch.Tensor:
     """Random flip/rotate/shear/crop of a uint8 (N, S, S, 3) batch -> normalised float (N, 3, out, out).
 
     Pixels warped in from outside the image are black, as torchvision's RandomRotation leaves them.
@@ -96,4 +97,4 @@ def augment_batch(x_uint8_nhwc: torch.Tensor, out_size: int, rotate: float, shea
     # Warp raw 0..255 values so out-of-image zeros stay black after normalisation.
     out = F.grid_sample(x, affine_grid(theta, out_size), mode="bilinear", padding_mode="zeros",
                         align_corners=False)
-    return _imagenet_normalize_(out, 255)
+    return _normalize_(out, 255, norm)

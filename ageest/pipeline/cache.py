@@ -46,16 +46,23 @@ def square_resize(rgb: np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(r[top:top + size, left:left + size])
 
 
-def record_keypoints(record: Record, points_dir: Path | None) -> np.ndarray | None:
-    """The (3, 2) alignment keypoints from an image's landmarks: a manifest row's own x/y points,
-    else its `.pts` file; None where it has neither. A malformed `.pts` raises DataError."""
-    from ageest.data.align import keypoints_from_points
+def record_points(record: Record, points_dir: Path | None) -> np.ndarray | None:
+    """An image's landmarks, (68, 2) or (5, 2) pixels: a manifest row's own x/y points, else its
+    `.pts` file; None where it has neither. A malformed `.pts` raises DataError."""
     from ageest.data.landmarks import landmark_file, read_pts
 
     if record.keypoints is not None:
-        return keypoints_from_points(record.keypoints)
+        return np.asarray(record.keypoints, dtype=np.float64)
     pts = landmark_file(record, points_dir)
-    return None if pts is None else keypoints_from_points(read_pts(pts))
+    return None if pts is None else read_pts(pts)
+
+
+def template_of(config: Config):
+    """The alignment template of the config's network (its registry entry's `template`)."""
+    from ageest.data.align import TEMPLATES
+    from ageest.nn.backbones import backbone
+
+    return TEMPLATES[backbone(config.arch).template]
 
 
 _DETECTOR_LOCK = threading.Lock()
@@ -71,12 +78,13 @@ def detected_face(rgb: np.ndarray):
     return max(faces, key=lambda f: (f.box[2] * f.box[3], f.score), default=None)
 
 
-def prepare_record(record: Record, size: int, align: str, points_dir: Path | None,
-                   fallback: bool) -> tuple[np.ndarray, str, dict | None]:
-    """One image as the network sees it before augmentation, (S, S, 3) uint8; how it was made: ''
-    (as asked), 'fallback' (unaligned by align_fallback) or 'missing' (no points to align on: no
-    face found, no landmarks; the unaligned view stands in and on_no_face decides); and with
-    `detector` the face it was aligned on (box, score, keypoints), None if none."""
+def prepare_record(record: Record, config: Config, points_dir: Path | None) -> tuple[np.ndarray, str, dict | None]:
+    """One image as the network sees it before augmentation, (S, S, 3) uint8 (S the config's
+    resize size, aligned on its network's template); how it was made: '' (as asked), 'fallback'
+    (unaligned by align_fallback) or 'missing' (no points to align on: no face found, no
+    landmarks; the unaligned view stands in and on_no_face decides); and with `detector` the face
+    it was aligned on (box, score, keypoints), None if none."""
+    size, align, fallback = config.resize_size, config.align, config.align_fallback
     rgb = load_rgb(record.path)
     if align == "none":
         return square_resize(rgb, size), "", None
@@ -88,7 +96,7 @@ def prepare_record(record: Record, size: int, align: str, points_dir: Path | Non
             face = detected_face(rgb)
             kp = None if face is None else face.keypoints
         else:
-            kp = record_keypoints(record, points_dir)
+            kp = record_points(record, points_dir)
     except DataError:
         if not fallback:
             raise
@@ -97,7 +105,7 @@ def prepare_record(record: Record, size: int, align: str, points_dir: Path | Non
         return square_resize(rgb, size), "fallback" if fallback else "missing", None
     found = None if face is None else {"box": [int(v) for v in face.box], "score": round(face.score, 4),
                                        "keypoints": np.round(face.keypoints, 3).tolist()}
-    return align_face(rgb, kp, size), "", found
+    return align_face(rgb, kp, size, template_of(config), config.image_size), "", found
 
 
 def missing_what(align: str, points_dir: Path | None) -> str:
@@ -107,15 +115,23 @@ def missing_what(align: str, points_dir: Path | None) -> str:
     return f"no landmarks (no .pts file for it in {points_dir}, a manifest's points column or x/y columns)"
 
 
-def preprocess_image(record: Record, size: int, align: str, points_dir: Path | None,
-                     fallback: bool) -> tuple[np.ndarray, bool]:
+def preprocess_image(record: Record, config: Config, points_dir: Path | None) -> tuple[np.ndarray, bool]:
     """One image as the network sees it before augmentation: (S, S, 3) uint8, and whether it is
     unaligned although alignment was asked for (the fallback). The plain pipeline's, per sample:
     an image without points is an error here (it has no cache to list it as skipped)."""
-    img, how, _ = prepare_record(record, size, align, points_dir, fallback)
+    img, how, _ = prepare_record(record, config, points_dir)
     if how == "missing":
-        raise DataError(f"{record.path}: {missing_what(align, points_dir)}")
+        raise DataError(f"{record.path}: {missing_what(config.align, points_dir)}")
     return img, how == "fallback"
+
+
+def template_key(config: Config) -> str | None:
+    """The template an aligned cache is made with, and the crop where it is placed in the crop
+    ('dlib_chip@64'); None without alignment."""
+    if config.align == "none":
+        return None
+    t = template_of(config)
+    return f"{t.name}@{config.image_size}" if t.of_crop else t.name
 
 
 def cache_meta(records: Sequence[Record], config: Config, points_dir: Path | None) -> dict:
@@ -138,6 +154,7 @@ def cache_meta(records: Sequence[Record], config: Config, points_dir: Path | Non
         "landmarks": landmarks_digest(points_dir, list(records)) if on_landmarks else None,
         "size": config.resize_size,
         "align": config.align,
+        "template": template_key(config),
         "align_fallback": config.align_fallback,
         "detector": detector_identity() if config.align == "detector" else None,
         "on_no_face": config.on_no_face if aligned and not config.align_fallback else None,
@@ -149,7 +166,8 @@ def _legacy_keys(meta: dict) -> dict:
     """Identity keys a cache built before they existed lacks, as that build had them: no detector,
     and an image without landmarks was an error (`fatal`) unless it fell back."""
     stopped = meta.get("align", "none") != "none" and not meta.get("align_fallback")
-    return {"detector": None, "on_no_face": "fatal" if stopped else None}
+    return {"detector": None, "on_no_face": "fatal" if stopped else None,
+            "template": "eyes_mouth" if meta.get("align", "none") != "none" else None}
 
 
 def build_array(records: Sequence[Record], config: Config, points_dir: Path | None,
@@ -160,7 +178,7 @@ def build_array(records: Sequence[Record], config: Config, points_dir: Path | No
     how: list[tuple[str, dict | None]] = [("", None)] * len(records)
 
     def work(i: int) -> None:
-        out[i], *rest = prepare_record(records[i], size, config.align, points_dir, config.align_fallback)
+        out[i], *rest = prepare_record(records[i], config, points_dir)
         how[i] = tuple(rest)
 
     # PIL decoding and OpenCV release the GIL: threads use every core without pickling images.
@@ -284,7 +302,9 @@ def default_cache_path(records: Sequence[Record], config: Config, points_dir: Pa
         points_dir = default_points_dir(records[0].path.parent)
     fingerprint = data_fingerprint(records, points_dir if config.align == "landmarks" else None)
     skip = "-skip" if config.on_no_face == "skip" and config.align != "none" and not config.align_fallback else ""
-    tag = f"{fingerprint}-{config.align}{'-fb' if config.align_fallback else ''}{skip}-{config.resize_size}"
+    template = template_key(config)
+    shape = "" if template in (None, "eyes_mouth") else "-" + template.replace("@", "")
+    tag = f"{fingerprint}-{config.align}{shape}{'-fb' if config.align_fallback else ''}{skip}-{config.resize_size}"
     return root / f"{tag}.npy"
 
 

@@ -13,6 +13,7 @@ import torch
 from ageest.pipeline.augment import augment_batch, center_crop, normalize
 from ageest.config import Config
 from ageest.data.fgnet import Record
+from ageest.nn.backbones import backbone
 
 
 def batch_generator(seed: int, epoch: int, batch: int) -> torch.Generator:
@@ -41,6 +42,7 @@ class TensorSource:
         self.y = torch.as_tensor(list(ages), dtype=torch.float32, device=device)
         self.config = config
         self.channels_last = channels_last
+        self.norm = backbone(config.arch).norm
 
     def __len__(self) -> int:
         return self.x.shape[0]
@@ -54,21 +56,19 @@ class TensorSource:
         for b in range(start, num_batches(len(self), c.batch_size)):
             idx = order[b * c.batch_size:(b + 1) * c.batch_size]
             x = augment_batch(self.x[idx], c.image_size, c.rotate, c.shear, c.flip,
-                              batch_generator(c.seed, epoch, b))
+                              batch_generator(c.seed, epoch, b), self.norm)
             yield self._fmt(x), self.y[idx]
 
     def eval_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         bs = self.config.eval_batch_size
         for i in range(0, len(self), bs):
-            x = normalize(center_crop(self.x[i:i + bs], self.config.image_size))
+            x = normalize(center_crop(self.x[i:i + bs], self.config.image_size), self.norm)
             yield self._fmt(x), self.y[i:i + bs]
 
 
 class _PlainDataset(torch.utils.data.Dataset):
     def __init__(self, records: Sequence[Record], config: Config, points_dir: Path | None, train: bool):
         from torchvision import transforms as T
-
-        from ageest.pipeline.augment import IMAGENET_MEAN, IMAGENET_STD
 
         self.records, self.config, self.points_dir = list(records), config, points_dir
         c = config
@@ -78,7 +78,7 @@ class _PlainDataset(torch.utils.data.Dataset):
                     T.RandomCrop(c.image_size)]
         else:
             ops += [T.CenterCrop(c.image_size)]
-        self.tf = T.Compose(ops + [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+        self.tf = T.Compose(ops + [T.ToTensor(), T.Normalize(backbone(c.arch).norm.mean, backbone(c.arch).norm.std)])
 
     def __len__(self) -> int:
         return len(self.records)
@@ -89,8 +89,7 @@ class _PlainDataset(torch.utils.data.Dataset):
         from ageest.pipeline.cache import preprocess_image
 
         r = self.records[i]
-        img, _ = preprocess_image(r, self.config.resize_size, self.config.align, self.points_dir,
-                                  self.config.align_fallback)
+        img, _ = preprocess_image(r, self.config, self.points_dir)
         return self.tf(Image.fromarray(img)), torch.tensor(float(r.age))
 
 

@@ -86,9 +86,14 @@ class Study:
         return int(self.training.get("threads", 0) or 0) or threads
 
     def weights_arch(self) -> str | None:
-        """The architecture whose ImageNet weights the study needs fetched, or None."""
+        """The architecture whose ImageNet weights the study needs fetched from the torch hub, or
+        None (no pretrained weights, or weights that ship in a registry package)."""
+        from ageest.nn.backbones import BACKBONES, TorchHub
+
         t = self.training
-        return t.get("arch", "resnet34") if t.get("pretrained", "imagenet") == "imagenet" else None
+        arch, weights = t.get("arch", "resnet34"), t.get("pretrained", "imagenet")
+        entry = BACKBONES.get(arch)
+        return arch if entry is not None and isinstance(entry.weights.get(weights), TorchHub) else None
 
 
 def plan_study(config: dict, project_dir: str | Path, local: bool = True, check_files: bool = True) -> Study:

