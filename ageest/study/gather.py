@@ -30,7 +30,7 @@ import argparse
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import pandas as pd
 
@@ -357,22 +357,34 @@ def seed_averaged(preds: pd.DataFrame, sub_t: pd.Series) -> tuple[pd.Series, pd.
 
 
 def comparison_table(img_err: pd.Series, sub_mae: pd.Series, n_seeds: dict[str, int], reference: str,
-                     n_boot: int = 10000, seed: int = 0) -> pd.DataFrame:
+                     n_boot: int = 10000, seed: int = 0, compare_with: Sequence[str] = ()) -> pd.DataFrame:
     """Each method vs the reference (difference = method - reference), over images and over subjects,
-    on seed-averaged errors (`seed_averaged`); one row per method but the reference.
+    on seed-averaged errors (`seed_averaged`); one row per method but the reference. Then the same
+    against each method of `compare_with` (the zero-shot network, say), leaving out the pairs
+    already compared the other way round.
 
     Over images: the LOPO MAE difference, with a subject-clustered bootstrap CI and p-value
     (stats.cluster_bootstrap). Over subjects: the mean per-subject MAE difference, Wilcoxon
     signed-rank p and a bootstrap CI of it (stats.paired_comparison).
     """
     losses = list(n_seeds)
-    if reference not in losses:
-        raise AgeestError(f"reference loss '{reference}' not among the folds' losses ({', '.join(losses)})")
+    for r in (reference, *compare_with):
+        if r not in losses:
+            raise AgeestError(f"reference loss '{r}' not among the folds' losses ({', '.join(losses)})")
+    rows = []
+    done = set()
+    for ref in dict.fromkeys((reference, *compare_with)):
+        rows += _compare_with(ref, [m for m in losses if m != ref and (ref, m) not in done],
+                              img_err, sub_mae, n_seeds, n_boot, seed)
+        done |= {(m, ref) for m in losses}
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+
+
+def _compare_with(reference: str, losses: list[str], img_err: pd.Series, sub_mae: pd.Series,
+                  n_seeds: dict[str, int], n_boot: int, seed: int) -> list[dict]:
     ref_img, ref_sub = img_err.loc[reference], sub_mae.loc[reference]
     rows = []
     for loss in losses:
-        if loss == reference:
-            continue
         img = img_err.loc[loss]
         if set(img.index) != set(ref_img.index):
             raise AgeestError(f"{loss} and {reference} were tested on different images")
@@ -394,7 +406,7 @@ def comparison_table(img_err: pd.Series, sub_mae: pd.Series, n_seeds: dict[str, 
             "subjects_improved": ps["improved"], "subjects_worse": ps["worse"], "subjects_tied": ps["tied"],
             "bootstrap": n_boot, "seed": seed, "n_seeds": n_seeds[loss], "n_seeds_reference": n_seeds[reference],
         })
-    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+    return rows
 
 
 def history_table(folds: list[Fold]) -> pd.DataFrame:
@@ -417,8 +429,10 @@ def _write_tsv(df: pd.DataFrame, path: Path) -> None:
 
 
 def gather(paths: list[str | Path], outdir: str | Path, reference: str = "softmax",
-           prediction: str = "predicted_age", n_boot: int = 10000, seed: int = 0) -> dict[str, pd.DataFrame]:
-    """Read the folds, check they form one study, write the six tables; returns them by name."""
+           prediction: str = "predicted_age", n_boot: int = 10000, seed: int = 0,
+           compare_with: Sequence[str] = ()) -> dict[str, pd.DataFrame]:
+    """Read the folds, check they form one study, write the six tables; returns them by name.
+    The comparison is against `reference`, then against each of `compare_with`."""
     folds = load_folds(paths)
     check_consistent(folds)
     losses = _losses_in_order(folds)
@@ -433,7 +447,7 @@ def gather(paths: list[str | Path], outdir: str | Path, reference: str = "softma
         "folds": folds_t,
         "summary": summary,
         "seeds": seeds_t,
-        "comparison": comparison_table(img_err, sub_mae, n_seeds, reference, n_boot, seed),
+        "comparison": comparison_table(img_err, sub_mae, n_seeds, reference, n_boot, seed, compare_with),
         "predictions": preds,
         "history": history_table(folds),
     }
@@ -456,6 +470,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True,
                    help="folder for folds/summary/seeds/comparison/predictions/history.tsv")
     p.add_argument("--reference", default="softmax", help="loss the others are compared with (default: %(default)s)")
+    p.add_argument("--compare-with", action="append", default=[], metavar="METHOD",
+                   help="another method (a loss or a baseline) the others are compared with too (repeatable)")
     p.add_argument("--prediction", default="predicted_age", choices=PREDICTION_COLUMNS,
                    help="prediction column errors are computed from (default: %(default)s)")
     p.add_argument("--bootstrap", type=int, default=10000,
@@ -465,7 +481,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    tables = gather(args.folds, args.out, args.reference, args.prediction, args.bootstrap, args.seed)
+    tables = gather(args.folds, args.out, args.reference, args.prediction, args.bootstrap, args.seed,
+                    args.compare_with)
     s = tables["summary"]
     for _, r in s.iterrows():
         spread = f" ± {r['mae_seed_sd']:.3f} (sd over {r['n_seeds']} seeds)" if r["n_seeds"] > 1 else ""

@@ -183,6 +183,11 @@ def _losses(config: dict) -> list[str]:
     if config["reference_loss"] not in config["losses"]:
         raise ConfigError(f"'{config['reference_loss']}' is not one of losses ({', '.join(config['losses'])})",
                           "reference_loss")
+    methods = [*config["losses"], *config["baselines"]]
+    for name in config.get("compare_with") or []:
+        if name not in methods:
+            raise ConfigError(f"'{name}' is not one of the study's losses or baselines ({', '.join(methods)})",
+                              "compare_with")
     return list(config["losses"])
 
 

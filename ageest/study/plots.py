@@ -76,12 +76,15 @@ def method_style(names) -> dict[str, dict]:
     # tab10 without its grey (the baselines' colour); more losses than that get evenly spaced hues.
     tab9 = [c for i, c in enumerate(sns.color_palette("tab10")) if i != 7]
     colours = dict(zip(trained, tab9 if len(trained) <= 9 else sns.color_palette("husl", len(trained))))
-    greys = {"mean": "0.65", "ridge": "0.35"}
+    greys = {"mean": "0.65", "ridge": "0.35", "zero_shot": "0.1"}
+    # The shipped face-age network's private training data may hold the study's people: said
+    # wherever its row is drawn.
+    notes = {"zero_shot": "zero_shot (baseline: shipped network, may have seen FG-NET)"}
     out = {}
     for n in order:
         base = n in BASELINES
         out[n] = {"color": greys.get(n, "0.5") if base else colours[n], "ls": "--" if base else "-",
-                  "label": f"{n} (baseline)" if base else n}
+                  "label": notes.get(n, f"{n} (baseline)") if base else n}
     return out
 
 

@@ -20,6 +20,7 @@ rule gather:
     params:
         outdir=lambda wc, output: os.path.dirname(output.folds),
         reference=config["reference_loss"],
+        compare_with="".join(f" --compare-with {m}" for m in config.get("compare_with") or []),
         prediction=config["gather"]["prediction"],
         bootstrap=config["gather"]["bootstrap"],
         seed=config["gather"]["seed"],
@@ -29,7 +30,7 @@ rule gather:
         "results/logs/gather.log",
     shell:
         reported(
-            "ageest gather {input.metrics:q} --out {params.outdir:q} --reference {params.reference} "
+            "ageest gather {input.metrics:q} --out {params.outdir:q} --reference {params.reference}{params.compare_with} "
             "--prediction {params.prediction} --bootstrap {params.bootstrap} --seed {params.seed} "
             "> {log} 2>&1"
         )
