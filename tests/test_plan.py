@@ -51,6 +51,14 @@ def test_real_study_on_a_given_folder(fake):
     assert s.training["save_model"] is False and s.weights_arch() == "resnet34"
 
 
+def test_the_pretrained_studies_fetch_nothing_from_the_hub(fake):
+    # Their weights ship in registry packages: no `weights` rule, whatever the ImageNet name.
+    for name, arch in (("face-age", "face_age"), ("imagenet-kfold", "efficientnet_lite0")):
+        study = yaml.safe_load((ROOT / "config" / f"{name}.yaml").read_text())
+        s = plan(study, {"data": {"images": str(fake)}})
+        assert s.training["arch"] == arch and s.weights_arch() is None and "zero_shot" in s.baselines
+
+
 def test_the_papers_setting_plans_vgg16_from_imagenet(fake):
     paper = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
     s = plan(paper, {"data": {"images": str(fake)}})
@@ -96,6 +104,8 @@ def test_torch_threads_and_the_input_left_unchanged(tmp_path):
     ({"data": {"images": "no/such/folder/images"}}, "data.images"),
     ({"subjects": [1, 3]}, "subjects"),
     ({"reference_loss": "hinge"}, "reference_loss"),
+    ({"compare_with": ["zero_shot"]}, "compare_with"),  # not among config.yaml's baselines
+    ({"training": {"pretrained": "faces"}}, "training.pretrained"),  # resnet34 has no face weights
     ({"training": {"epochs": 2, "no_such_key": 1}}, "training.no_such_key"),
     ({"training": {"image_size": 8}}, "training.image_size"),
     ({"seeds": [0, -1]}, "seeds"),

@@ -499,7 +499,7 @@ def test_demo_real_run_three_subjects(tmp_path):
             assert (res / "benchmarks" / "train" / loss / f"{s}.tsv").is_file()
     assert not (res / "folds" / "softmax" / "004").exists()
     # The baselines ran on exactly each fold's split, and left a trained fold's files.
-    for base in ("mean", "ridge"):
+    for base in ("mean", "ridge", "zero_shot"):
         for s in ("001", "002", "003"):
             b = json.loads((res / "folds" / base / s / "metrics.json").read_text())
             trained = json.loads((res / "folds" / "softmax" / s / "metrics.json").read_text())
@@ -512,16 +512,18 @@ def test_demo_real_run_three_subjects(tmp_path):
     assert list(t["folds"].columns) == ["loss", "subject", "n_test", "mae", "best_epoch", "val_mae", "seconds", "skipped",
                                         "protocol"]
     assert all((df["protocol"] == "lopo").all() for df in t.values())
-    assert len(t["folds"]) == 12
+    assert len(t["folds"]) == 15
     s = t["summary"]
-    assert sorted(s["loss"]) == ["mean", "mean_variance", "ridge", "softmax"]
+    assert sorted(s["loss"]) == ["mean", "mean_variance", "ridge", "softmax", "zero_shot"]
     cols = ["loss", "n_subjects", "images", "mae", "mae_rounded", "subject_mae_mean", "subject_mae_sd"] + [
         f"cs_{i}" for i in range(11)]
     assert list(s.columns[:len(cols)]) == cols
     bands = [c for c in s.columns if re.fullmatch(r"mae_\d\d_\d\d", c)]
     assert bands and all(f"n_{b[4:]}" in s.columns for b in bands)
     c = t["comparison"]
-    assert list(c["loss"]) == ["mean_variance", "mean", "ridge"] and set(c["reference"]) == {"softmax"}
+    # Against softmax, then against zero_shot (softmax's pair with it is already there, the other way).
+    assert list(c["loss"]) == ["mean_variance", "mean", "ridge", "zero_shot", "mean_variance", "mean", "ridge"]
+    assert list(c["reference"]) == ["softmax"] * 4 + ["zero_shot"] * 3
     for col in ("image_mae_diff", "image_clustered_ci_low", "image_clustered_ci_high", "image_clustered_p",
                 "subject_mae_diff", "subject_wilcoxon_p", "subject_ci_low", "subject_ci_high",
                 "subjects_improved", "subjects_worse", "subjects_tied"):
@@ -530,7 +532,7 @@ def test_demo_real_run_three_subjects(tmp_path):
     for name, df in t.items():
         if "loss" in df.columns and name in ("folds", "predictions"):
             # Baselines have no epochs and no predicted spread: NaN there by design.
-            base = df["loss"].isin(["mean", "ridge"])
+            base = df["loss"].isin(["mean", "ridge", "zero_shot"])
             assert df.loc[base, ["best_epoch" if name == "folds" else "predicted_std"]].isna().all().all()
             df = df.drop(columns=["best_epoch" if name == "folds" else "predicted_std"])
         if name == "summary":  # one training seed: no sd over seeds, NaN by design
@@ -560,7 +562,7 @@ def test_demo_real_run_three_subjects(tmp_path):
     rc, out = snakemake(tmp_path, "--configfile", DEMO, over, "-n")
     counts = job_counts(out)
     # The baselines rerun too: one job per method covers every subject, in seconds.
-    assert rc == 0 and counts["train"] == 2 and counts["baseline"] == 2 and counts["gather"] == 1, out
+    assert rc == 0 and counts["train"] == 2 and counts["baseline"] == 3 and counts["gather"] == 1, out
     assert not {"split", "prepare", "manifest"} & set(counts), counts
     trained = re.findall(r"output: results/folds/(?:mean_variance|softmax)/(\d{3})/metrics\.json", out)
     assert set(trained) == {"002"}, out
