@@ -156,13 +156,26 @@ def _face_age_config(**extra):
         "precision": "fp32", "threads": 2, "save_model": "false", **extra}.items()])
 
 
-def test_a_fold_fine_tunes_the_face_age_network(synth_small, tmp_path):
+def test_a_fold_fine_tunes_the_face_age_network_and_predict_scores_as_it_did(synth_small, tmp_path):
+    from ageest.pipeline.cache import default_cache_path, open_cache
+    from ageest.predict import load_model, predict_image
     from ageest.train.fold import run_fold
 
-    m = run_fold(synth_small, 2, "mean_variance", tmp_path / "fold", _face_age_config(), log=lambda *_: None)
+    config = _face_age_config(save_model="true")
+    m = run_fold(synth_small, 2, "mean_variance", tmp_path / "fold", config, log=lambda *_: None)
     assert m["config"]["arch"] == "face_age" and m["n_test"] > 0 and np.isfinite(m["test_mae"])
     pred = pd.read_csv(tmp_path / "fold" / "predictions.tsv", sep="\t")
     assert pred["predicted_age"].between(0, 80).all()
+    # `ageest predict` on a test image's aligned square (as the cache holds it): the fold's own
+    # score, so predict crops and normalises as the network wants (dlib's (x - mean) / 256).
+    records = scan_images(synth_small)
+    points = synth_small.parent / "points"
+    arr, _ = open_cache(default_cache_path(records, config, points), records, config, points)
+    fold = load_model(tmp_path / "fold" / "model.pt", torch.device("cpu"))
+    row = pred.iloc[0]
+    i = [r.name for r in records].index(row["image"])
+    (est,) = predict_image(fold, np.array(arr[i]), torch.device("cpu"), detect=False)
+    assert est.age == pytest.approx(row["predicted_age"], abs=1e-3)
 
 
 def test_zero_shot_baseline_equals_the_network_run_directly(synth_small, tmp_path):
