@@ -33,14 +33,17 @@ def build_model(arch: str = "resnet34", num_classes: int = 70, pretrained: str =
         entry = BACKBONES[arch]
         model = _build_body(entry)
         model.age_head = entry.classifier
+        # Kept whatever the weights, so a saved model (`ageest predict`) rebuilds the same network.
+        keep = _keeps_classifier(entry, model, num_classes, head)
         if pretrained in entry.weights:
-            keep = _keeps_classifier(entry, model, num_classes, head)
             _load_backbone(model, load_weights(arch, pretrained, model), f"{arch} {pretrained} weights", keep)
-            if keep:
-                return model
+        elif pretrained not in ("imagenet", "none"):
+            _load_backbone(model, _read_state_dict(Path(pretrained)), str(pretrained), keep)
+        if keep:
+            return model
     else:
         raise ConfigError(f"config key 'arch': unknown architecture {arch!r}")
-    if pretrained not in ("imagenet", "none") and not (arch in BACKBONES and pretrained in BACKBONES[arch].weights):
+    if arch.startswith(TIMM_PREFIX) and pretrained not in ("imagenet", "none"):
         _load_backbone(model, _read_state_dict(Path(pretrained)), str(pretrained))
     features = _in_features(model.get_submodule(model.age_head))
     parent, _, name = model.age_head.rpartition(".")

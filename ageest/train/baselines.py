@@ -141,7 +141,7 @@ def run_baselines(images: str | Path, methods: Sequence[str], folds: Sequence[in
                   root: str | Path | None = None, split_dir: str | Path | None = None, log=print) -> list[dict]:
     """Each method on each fold (under LOPO: each subject's); writes out_root/METHOD/NNN/{predictions.tsv,metrics.json}.
     Images the cache skipped (`on_no_face: skip`) leave every part of the split, as in the trained folds."""
-    from ageest.pipeline.cache import default_cache_path, default_points_dir, open_cache
+    from ageest.pipeline.cache import cache_meta, default_cache_path, default_points_dir, open_cache
     from ageest.data.dataset import read_records
     from ageest.data.fgnet import data_fingerprint
     from ageest.study.outputs import drop_skipped, fold_identity, fold_split, predictions_tsv, provenance
@@ -166,9 +166,13 @@ def run_baselines(images: str | Path, methods: Sequence[str], folds: Sequence[in
     scored = None
     if "zero_shot" in methods:
         zs = zero_shot_config(config)
-        zs_cache = (Path(cache).with_name(Path(cache).stem + f"-{ZERO_SHOT_ARCH}.npy") if cache
-                    else default_cache_path(records, zs, points_dir))
-        scored = zero_shot_ages(open_cache(zs_cache, records, zs, points_dir)[0], zs)
+        # The study's own cache where its images are the network's chips (a face_age study); else
+        # one beside it named by the data and the chips' geometry, so other data get a cache of
+        # their own, never a stale one.
+        same = cache_meta(records, zs, points_dir) == cache_meta(records, config, points_dir)
+        path = default_cache_path(records, zs, points_dir)
+        where = (Path(cache) if same else Path(cache).parent / path.name) if cache else path
+        scored = zero_shot_ages(open_cache(where, records, zs, points_dir)[0], zs)
     results = []
     for fold in folds:
         split, digest = fold_split(records, fold, config, Path(split_dir) / f"{fold:03d}.tsv" if split_dir else None)
