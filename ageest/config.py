@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -39,11 +40,11 @@ def key(default: Any, doc: str, *, choices: tuple = (), low: float | None = None
 class Config:
     """Everything that decides a fold's result. Saved beside every checkpoint and metrics file."""
 
-    epochs: int = key(100, "epochs per fold", low=1)
+    epochs: int = key(100, "epochs per fold", low=1, high=10000)
     freeze_epochs: int = key(10, "first epochs train only the new head, backbone frozen", low=0, rule="at most epochs")
     freeze_bn: bool = key(True, "in those epochs the backbone's BatchNorm layers stay in eval mode, so their running statistics are frozen too (the head's BatchNorm1d still trains); `false` matches the reference recipe, whose `model.train()` let them move")
-    batch_size: int = key(64, "training batch (BatchNorm needs two samples); a trailing batch of one image is dropped", low=2)
-    eval_batch_size: int = key(256, "images per batch when scoring validation and test; does not change the result", low=1)
+    batch_size: int = key(64, "training batch (BatchNorm needs two samples); a trailing batch of one image is dropped", low=2, high=65536)
+    eval_batch_size: int = key(256, "images per batch when scoring validation and test; does not change the result", low=1, high=65536)
     lr: float = key(0.002, "initial learning rate (Adam)", low=0, low_open=True)
     lr_milestones: tuple[int, ...] = key((80,), "epochs where the learning rate is multiplied by `lr_gamma`", rule="a list of positive epoch numbers")
     lr_gamma: float = key(0.1, "factor of the learning rate at each milestone", low=0, high=1, low_open=True)
@@ -76,8 +77,8 @@ class Config:
                          rule="0 (adaptive) or a number of top classes below the number of ages")
     residue_eps: float = key(1e-3, "added inside the log of the residue entropy and to every class's term, as in the authors' code (`mean_residue`); `0`: the paper's exact entropy", low=0, high=1, high_open=True)
     sord_distance: str = key("absolute", "SORD's metric φ between ages, in years: `absolute` \\|y − a\\| or `squared` (y − a)² (`sord`)", choices=("absolute", "squared"))
-    min_age: int = key(0, "youngest age class, in years; one class per year up to `max_age`", low=0)
-    max_age: int = key(69, "oldest age class; the predicted age is the expectation over the classes (`coral`: the number of thresholds passed)", rule="greater than min_age")
+    min_age: int = key(0, "youngest age class, in years; one class per year up to `max_age`", low=0, high=150)
+    max_age: int = key(69, "oldest age class; the predicted age is the expectation over the classes (`coral`: the number of thresholds passed)", high=150, rule="greater than min_age")
     align: str = key("none", "`landmarks`: align faces on their landmarks (FG-NET's `.pts` files, or a manifest's `points` or `x1 y1 …` columns); `detector`: on the eyes and mouth of the largest face MTCNN finds, run once per study in the cache (`ageest prepare`); `none`: the photo's central square, shorter side resized", choices=("none", "landmarks", "detector"),
                      rule="detector needs pipeline: fast")
     align_fallback: bool = key(False, "use the unaligned image where its points are missing (no `.pts`, no face found) or malformed, and count it in the fold's metrics; `on_no_face` then never applies")
@@ -85,12 +86,12 @@ class Config:
                           choices=("fatal", "skip"), rule="skip needs pipeline: fast")
     precision: str = key("auto", "`auto`: bf16 autocast only where the device computes bf16 natively (CUDA compute capability ≥ 8.0; CPUs with AVX-512 BF16 or AMX), fp32 elsewhere (also on MPS); `bf16`; `fp32`. metrics.json records the one used", choices=("auto", "bf16", "fp32"))
     channels_last: bool = key(True, "channels-last memory format (not on MPS); speed only")
-    threads: int = key(0, "torch threads per fold; `0`: `resources.train_threads` in the workflow, torch's default on the command line", low=0)
+    threads: int = key(0, "torch threads per fold; `0`: `resources.train_threads` in the workflow, torch's default on the command line", low=0, high=1024)
     pipeline: str = key("fast", "`fast`: the cached uint8 array, augmented in whole batches on the device; `plain`: the reference recipe's per-sample PIL pipeline in DataLoader workers (the reference the fast one is checked against)", choices=("fast", "plain"))
     save_model: bool = key(True, "write model.pt beside the fold's outputs (the workflow sets it from `keep_models`)")
     keep_checkpoint: bool = key(False, "keep the resumable state after the fold finishes")
     checkpoint_every_s: float = key(0.0, "save the resumable state at an epoch's end only when the last save is at least this many seconds old; `0`: every epoch; `.inf`: only when stopped", low=0, inf_ok=True)
-    folds_per_gpu: int = key(1, "fold jobs sharing one GPU: with `device: auto` each locks one of this many slots per GPU; run with `--resources gpu=K×GPUs`", low=1)
+    folds_per_gpu: int = key(1, "fold jobs sharing one GPU: with `device: auto` each locks one of this many slots per GPU; run with `--resources gpu=K×GPUs`", low=1, high=64)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -144,6 +145,8 @@ def allowed(f: dataclasses.Field) -> str:
         words.append(f"in {'(' if m['low_open'] else '['}{lo:g}, {hi:g}{')' if m['high_open'] else ']'}")
     elif lo is not None:
         words.append(f"{'>' if m['low_open'] else '>='} {lo:g}")
+    elif hi is not None:
+        words.append(f"{'<' if m['high_open'] else '<='} {hi:g}")
     if m["rule"]:
         words.append(m["rule"])
     return "; ".join(words)
@@ -192,8 +195,8 @@ def _validate(c: Config) -> None:
          "must be a list of positive epoch numbers")
     problem = arch_problem(c.arch, c.image_size)
     need(problem is None, "arch", problem or "")
-    need(c.device in ("auto", "cpu", "mps") or c.device.startswith("cuda"), "device",
-         "must be auto, cpu, cuda, cuda:N or mps")
+    need(re.fullmatch(r"auto|cpu|mps|cuda(:[0-9]{1,3})?", c.device) is not None, "device",
+         "must be auto, cpu, cuda, cuda:N (N a GPU number) or mps")
     need(pretrained_problem(c.arch, c.pretrained) is None, "pretrained", pretrained_problem(c.arch, c.pretrained) or "")
     need(c.max_age > c.min_age, "max_age", "must be greater than min_age")
     need(_protocol_problem(c.protocol) is None, "protocol", _protocol_problem(c.protocol) or "")
@@ -255,6 +258,35 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a mapping that gives one key twice (YAML would keep the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ConfigError(f"key '{key}' is given twice (line {key_node.start_mark.line + 1}); "
+                                  "give it once", str(key))
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(p: Path) -> Any:
+    """A YAML file's content, safely: one line for a file that is not UTF-8 text, not YAML, or
+    that gives a key twice."""
+    try:
+        return yaml.load(p.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {p} is not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+    except OSError as e:
+        raise ConfigError(f"config file {p} cannot be read ({e.strerror or e})") from None
+    except ConfigError as e:
+        raise ConfigError(f"config file {p}: {e}", *e.keys) from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {p} is not valid YAML: {str(e).splitlines()[0]}") from None
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Defaults, then a YAML file (a mapping of keys), then `key=value` overrides, in that order."""
     d: dict[str, Any] = {}
@@ -262,10 +294,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"config file not found: {p}")
-        try:
-            loaded = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"config file {p} is not valid YAML: {str(e).splitlines()[0]}") from None
+        loaded = read_yaml(p) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {p} must hold a mapping of keys")
         d.update(loaded)

@@ -139,6 +139,16 @@ def save_torch_atomic(path: str | Path, obj: Any) -> None:
         torch.save(obj, f)
 
 
+def open_lock_file(path: Path, what: str = "lock file"):
+    """A lock file opened for flock, never through a symbolic link and never truncated, so a link
+    planted in its place cannot reach (and empty) another file; one line where it cannot be opened."""
+    try:
+        return os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600), "r+")
+    except OSError as e:
+        raise AgeestError(f"{what} {path}: {e.strerror or e} (a symbolic link there is refused); remove it, "
+                          "or set AGEEST_LOCK_DIR (GPU locks) or the cache's path to a folder of your own") from None
+
+
 def check_writable(folder: str | Path) -> Path:
     """Fail early, before hours of training, if results could not be written."""
     d = Path(folder)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +45,14 @@ def load_model(path: str | Path, device: torch.device) -> FoldModel:
     if not p.is_file():
         raise AgeestError(f"model file not found: {p}")
     try:
-        ck = torch.load(p, map_location="cpu", weights_only=False)
+        # Tensors and plain data only: a model file never runs code (a crafted pickle is refused).
+        ck = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise AgeestError(f"{p} holds more than tensors and plain data: refused unread (ageest never runs "
+                          "code from a model file; model.pt files ageest writes hold none)") from None
+    except Exception as e:
+        raise AgeestError(f"{p} is not an ageest model file ({type(e).__name__}: {first_line(e)[:200]})") from None
+    try:
         # Keys ageest no longer has (align_margin, never read) do not change how a model predicts.
         config = from_dict({k: v for k, v in ck["config"].items() if k in field_names()})
         spec = loss_spec(ck["loss"])
@@ -122,17 +130,40 @@ def _output_path(src: Path, output: str | None, many: bool) -> Path:
     return o
 
 
+def output_paths(sources: list[Path], output: str | None) -> list[Path]:
+    """Each photo's annotated copy; refused in one line where a copy would overwrite a photo
+    given, or two photos would write one copy (a.jpg and a.png), or a photo is no regular file."""
+    for src in sources:
+        if not src.is_file():
+            raise DataError(f"{src}: not a regular file (a folder, a device, a pipe, or missing)")
+    dests = [_output_path(src, output, len(sources) > 1) for src in sources]
+    given = {src.resolve(): src for src in sources}
+    seen: dict[Path, Path] = {}
+    for src, dest in zip(sources, dests):
+        d = dest.resolve()
+        if d in given:
+            raise DataError(f"the annotated copy of {src} would overwrite the photo {given[d]}: give --output "
+                            "another file or a folder")
+        if d in seen:
+            raise DataError(f"{seen[d]} and {src} would both write their annotated copy to {dest}: give "
+                            "--output a folder, or rename one of them")
+        seen[d] = src
+    return dests
+
+
 def run(args: argparse.Namespace) -> int:
     """Estimate the age of each face in photos."""
+    sources = [Path(name) for name in args.images]
+    dests = output_paths(sources, args.output)  # before the model: nothing half done on a bad command
     device = resolve_device(args.device)
     fold = load_model(args.model, device)
-    detect = not args.no_detect and fold.config.align == "landmarks"
-    if not args.no_detect and fold.config.align != "landmarks":
+    # Faces are found and aligned as the model's training found them: on landmarks (FG-NET's, or
+    # the detector's where a photo has none) or the detector; a model of whole photos sees them whole.
+    detect = not args.no_detect and fold.config.align in ("landmarks", "detector")
+    if not args.no_detect and not detect:
         print("note: this model was trained on whole, unaligned photos; scoring each whole photo")
-    many = len(args.images) > 1
     missing = []
-    for name in args.images:
-        src = Path(name)
+    for src, dest in zip(sources, dests):
         rgb = load_rgb(src)
         estimates = predict_image(fold, rgb, device, detect)
         if not estimates:
@@ -142,7 +173,6 @@ def run(args: argparse.Namespace) -> int:
         for i, e in enumerate(estimates, 1):
             tag = f" face {i} at {e.box}" if detect else ""
             print(f"{src}{tag}: age {e.age:.1f} (+/- {e.std:.1f})")
-        dest = _output_path(src, args.output, many)
         save_bgr(dest, annotate(rgb, estimates))
     if missing:
         raise DataError(f"no face found in {', '.join(missing)} (use --no-detect for aligned face crops)")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -18,8 +19,12 @@ from ageest.nn.model import build_model
 
 
 def cache_path(size: int) -> str:
-    """The benchmarks' cache of the images prepared for `size` px crops, reused between runs."""
-    return os.path.join(os.environ.get("TMPDIR", "/tmp"), f"bench-cache-{size}.npy")
+    """The benchmarks' cache of the images prepared for `size` px crops, reused between runs: in a
+    folder of this user's own (its lock file too), never a fixed name in the shared temp dir."""
+    from ageest.train.devices import own_folder
+
+    folder = own_folder(Path(os.environ.get("TMPDIR", "/tmp")) / f"ageest-bench-{os.getuid()}")
+    return os.path.join(folder, f"bench-cache-{size}.npy")
 
 
 def open_bench_cache(records: Sequence[Record], config: Config) -> np.ndarray:

@@ -208,3 +208,4 @@ def test_zero_shot_baseline_equals_the_network_run_directly(synth_small, tmp_pat
                     tmp_path / "tables", reference="mean", compare_with=["zero_shot"])
     pairs = list(zip(tables["comparison"]["loss"], tables["comparison"]["reference"]))
     assert pairs == [("ridge", "mean"), ("zero_shot", "mean"), ("ridge", "zero_shot")]
+

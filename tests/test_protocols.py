@@ -135,6 +135,11 @@ def test_a_split_file_gives_its_folds_and_roles(tmp_path):
     ([r for r in FIXED if r != "b\t001A02.JPG\tval"], None, "fold 2 has no val images"),
     ([*FIXED[:2], "a\t003A12.JPG\tval", FIXED[2], *FIXED[4:]], None,
      r"fold 1 validates on 1 person\(s\) it also tests on \(e.g. subject 3\)"),
+    # A person in train and in test (or val) of one fold: the row of the later role, and the other.
+    ([*FIXED[:2], "a\t003A12.JPG\ttrain", FIXED[2], *FIXED[4:]], None,
+     r"bad.tsv, row 5: fold 1 has subject 3 in test and in train \(row 4; 1 such person\(s\)\)"),
+    ([*FIXED[:4], "b\t003A08.JPG\ttrain", "b\t003A12.JPG\tval", "b\t002A05.JPG\ttest"], None,
+     r"bad.tsv, row 7: fold 2 has subject 3 in val and in train \(row 6; 1 such person\(s\)\)"),
 ])
 def test_each_bad_split_file_is_one_line_naming_row_and_column(tmp_path, rows, header, message):
     f = write_split(tmp_path / "bad.tsv", *rows, **({"header": header} if header else {}))

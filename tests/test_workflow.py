@@ -469,10 +469,12 @@ def test_failed_fold_shows_its_error_and_leaves_no_output(tmp_path, fake):
                                                "resources": {"folds_per_job": 1}})
     rc, out = snakemake(work, "results/data/cache.npy", "--configfile", CPU, over, "--cores", "1")
     assert rc == 0, out
-    victim = root / "images" / "005A09.JPG"
-    stamp = victim.stat().st_mtime
-    victim.write_bytes(victim.read_bytes()[:100])  # corrupt after the cache, same time stamp:
-    os.utime(victim, (stamp, stamp))              # nothing for Snakemake to rerun
+    # The cache's record of its data altered behind Snakemake's back (an edited image now reruns
+    # the cache itself: test_an_image_edited_in_place_reruns_the_cache_and_the_folds).
+    meta = work / "results" / "data" / "cache.npy.json"
+    stamp = meta.stat().st_mtime
+    meta.write_text(meta.read_text().replace('"fingerprint": "', '"fingerprint": "0', 1))
+    os.utime(meta, (stamp, stamp))
     rc, out = snakemake(work, "results/folds/softmax/001/metrics.json", "--configfile", CPU, over, "--cores", "1")
     err = "was built for other data or settings (differs in: fingerprint)"
     assert rc != 0 and "ageest train failed (exit 2); the end of results/logs/train/softmax/001.log:" in out, out
@@ -591,3 +593,31 @@ def test_kfold_demo_runs_a_manifest_under_another_layout_into_tables_and_plots(t
     assert t["comparison"]["n_subjects"].eq(82).all()
     for name in ("ranking", "subject_mae_paired", "cs_curves", "training_curves"):
         assert (res / "plots" / f"{name}.png").stat().st_size > 10000
+
+
+def test_an_image_edited_in_place_reruns_the_cache_and_the_folds(tmp_path, fake):
+    """Content decides what is stale: a same-size edit with the old time stamp reruns the checks'
+    successors, the cache and every fold; one photo copied under another person stops the plan."""
+    import os
+    import shutil
+
+    root = shutil.copytree(fake[0].parent, tmp_path / "FGNET")
+    work = tmp_path / "work"
+    over = write_yaml(tmp_path / "over.yaml", {"data": {"images": str(root / "images"), "sha256": None},
+                                               "training": {"image_size": 32, "epochs": 1}})
+    rc, out = snakemake(work, "results/data/cache.npy", "--configfile", CPU, over, "--cores", "1")
+    assert rc == 0, out
+    rc, out = snakemake(work, "results/data/cache.npy", "--configfile", CPU, over, "-n")
+    assert rc == 0 and "Nothing to be done" in out, out
+    victim = root / "images" / "005A09.JPG"
+    data, stat = bytearray(victim.read_bytes()), victim.stat()
+    data[-3] ^= 0xFF  # one byte of the picture: same name, same size
+    victim.write_bytes(bytes(data))
+    os.utime(victim, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    rc, out = snakemake(work, "results/folds/softmax/001/metrics.json", "--configfile", CPU, over, "-n")
+    assert rc == 0 and "prepare" in job_counts(out) and any(r.startswith("train") for r in job_counts(out)), out
+    assert "params" in out.lower(), out
+    # One photo under two people: the plan stops with one line naming both.
+    shutil.copy2(root / "images" / "001A02.JPG", root / "images" / "005A31.JPG")
+    rc, out = snakemake(work, "-n", "--configfile", CPU, over)
+    assert rc != 0 and "005A31.JPG (subject 5) is the same file as" in out and "001A02.JPG (subject 1)" in out, out

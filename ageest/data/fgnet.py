@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ageest.data.imageio import load_rgb  # noqa: F401  (the one decoder; imported from here by callers)
+from ageest.data.paths import inside
 from ageest.errors import DataError
 from ageest.io import write_text_atomic
 
@@ -88,6 +89,7 @@ def scan_images(images_dir: str | Path, check_decode: bool = False) -> list[Reco
         if p.name.lower() in seen_lower:
             raise DataError(f"{p}: same name as {seen_lower[p.name.lower()].name} but for case")
         seen_lower[p.name.lower()] = p
+        inside(d, p, "image")  # a symbolic link out of the folder is not the data set's
         subject, age, suffix = parse_name(p)
         key = (subject, age, suffix)
         if key in seen_key:
@@ -149,17 +151,37 @@ def landmarks_digest(points_dir: str | Path | None, records: list[Record] | None
 
 
 def data_fingerprint(records: list[Record], points_dir: str | Path | None = None) -> str:
-    """Hash of image file names and sizes, and with `points_dir` of the landmark files the images
-    align with (their bytes: `landmarks_digest`). Cheap; changes when an image is added, removed or
-    replaced by one of a different size, or a landmark file is edited. (The workflow's checksum
-    rule verifies every image and landmark file byte by byte.) Without `points_dir` (unaligned
-    data) it is the images' part alone, as before landmarks were covered."""
+    """Hash of the images' names and bytes (SHA-256 of each, remembered by ageest.data.hashes), and
+    with `points_dir` of the landmark files the images align with (`landmarks_digest`): it changes
+    when an image is added, removed, renamed or edited in place, whatever its size, or a landmark
+    file is edited. Refuses one photo under two people (`check_duplicates`)."""
+    from ageest.data.hashes import file_digests
+
+    digests = file_digests(r.path for r in records)
+    check_duplicates(records, digests)
     h = hashlib.sha256()
-    for r in records:
-        h.update(f"{r.name}\t{r.path.stat().st_size}\n".encode())
+    for r, digest in zip(records, digests):
+        h.update(f"{r.name}\t{digest}\n".encode())
     if points_dir is not None:
         h.update(f"landmarks\t{landmarks_digest(points_dir, records)}\n".encode())
     return h.hexdigest()[:16]
+
+
+def check_duplicates(records: list[Record], digests: list[str]) -> int:
+    """Refuse (one line naming both) two images of the same bytes under two people: a copy would
+    put one photo in training and in test. Returns how many images repeat another of their person."""
+    first: dict[str, Record] = {}
+    repeats = 0
+    for r, digest in zip(records, digests):
+        other = first.setdefault(digest, r)
+        if other is r:
+            continue
+        if other.subject != r.subject:
+            raise DataError(f"{r.image or r.path} (subject {r.person or r.subject}) is the same file as "
+                            f"{other.image or other.path} (subject {other.person or other.subject}), byte for byte: "
+                            "one photo under two people would leak between training and test; remove one")
+        repeats += 1
+    return repeats
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -174,8 +196,12 @@ def run(args: argparse.Namespace) -> int:
     """Write the manifest of a data set (image, subject, age), checking every file."""
     from ageest.data.dataset import read_records
 
+    from ageest.data.hashes import file_digests
+
     records = read_records(args.images, args.root, check_decode=not args.no_decode)
+    repeats = check_duplicates(records, file_digests(r.path for r in records))
     write_text_atomic(args.out, manifest_text(records))
     print(f"{len(records)} images, {len(subjects_of(records))} subjects, "
-          f"ages {min(r.age for r in records)}-{max(r.age for r in records)} -> {args.out}")
+          f"ages {min(r.age for r in records)}-{max(r.age for r in records)} -> {args.out}"
+          + (f"; {repeats} image(s) repeat another of the same person byte for byte" if repeats else ""))
     return 0

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ageest.data.paths import inside
 from ageest.errors import DataError
 
 N_POINTS = 68
@@ -72,12 +73,12 @@ def find_pts(points_dir, image_path) -> Path | None:
     points_dir, stem = Path(points_dir), Path(image_path).stem.lower()
     exact = points_dir / f"{stem}.pts"
     if exact.is_file():
-        return exact
+        return inside(points_dir, exact, "landmark file")
     if not points_dir.is_dir():
         return None
     for p in points_dir.iterdir():
         if p.suffix.lower() == ".pts" and p.stem.lower() == stem:
-            return p
+            return inside(points_dir, p, "landmark file")
     return None
 
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ageest.data.fgnet import Record
+from ageest.data.paths import inside
 from ageest.errors import DataError
 
 REQUIRED = ("image", "age")
@@ -50,7 +51,8 @@ class Manifest:
 def subject_ids(names: list[str]) -> dict[str, int]:
     """Integer ids for distinct subject strings: their number when all are whole numbers, else
     1..N in sorted order. Two strings of one number ('1', '001') are refused by the caller."""
-    if all(n.isdigit() for n in names):
+    # ASCII digits only: str.isdigit() also passes '²' and other digits int() refuses.
+    if all(n.isascii() and n.isdigit() for n in names):
         return {n: int(n) for n in names}
     return {n: i for i, n in enumerate(sorted(set(names)), 1)}
 
@@ -130,11 +132,14 @@ def _rows(path: Path) -> list[list[str]]:
 
 
 def _under_root(root: Path, text: str, where: str) -> Path:
-    # A path leaving root would make the data set depend on files outside the folder it names.
+    # A path leaving root would make the data set depend on files outside the folder it names;
+    # a control character (a tab, a line end) would break every table the name is written into.
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise DataError(f"{where}: {text!r} holds a control character (a tab or a line end); rename the file")
     p = Path(text)
     if p.is_absolute() or ".." in p.parts:
         raise DataError(f"{where}: {text} must be a relative path under the root folder {root}")
-    return root / p
+    return inside(root, root / p, where)
 
 
 def _check_image(image: Path, where: str, decode: bool) -> None:

@@ -51,7 +51,7 @@ def parse_protocol(text: str | Protocol) -> Protocol:
     if kind == "lopo" and not arg:
         return Protocol("lopo")
     if kind == "kfold":
-        if not arg.isdigit() or int(arg) < 2:
+        if not (arg.isascii() and arg.isdigit()) or int(arg) < 2:
             raise ValueError("kfold needs a number of folds K >= 2 (kfold:5)")
         return Protocol("kfold", k=int(arg))
     if kind == "split_file" and arg:
@@ -185,4 +185,13 @@ def read_split_table(path: str | Path, records: Sequence[Record]) -> dict[int, d
         if shared:
             raise DataError(f"{path}: fold {fid} validates on {len(shared)} person(s) it also tests on "
                             f"(e.g. subject {min(shared)}); validation must not share people with test")
+        # A person trained on is no longer unseen in test, nor in the validation that picks the epoch.
+        who = {role: {records[i].subject: i for i in roles[role]} for role in ROLES}
+        for a, b in (("train", "test"), ("train", "val")):
+            both = sorted(set(who[a]) & set(who[b]))
+            if both:
+                s = both[0]
+                raise DataError(f"{path}, row {seen[fid, who[b][s]]}: fold {fid} has subject {s} in {b} and in {a} "
+                                f"(row {seen[fid, who[a][s]]}; {len(both)} such person(s)); a person must be in one "
+                                "role of a fold")
     return table

@@ -467,17 +467,26 @@ def make_photo(faces, size=(640, 480), seed: int = 0, return_landmarks: bool = F
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("outdir", help="output folder (gets images/ and points/; same names are overwritten)")
+    parser.add_argument("outdir", help="output folder (gets images/ and points/); refused where they hold files")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     parser.add_argument("--subjects", type=int, default=82, help="number of subjects (default: %(default)s)")
     parser.add_argument("--manifest", default=None, metavar="NAME.tsv",
                         help="write the data under another layout and names (a folder per person), listed in "
                         "the manifest OUTDIR/NAME.tsv, instead of FG-NET's images/ and points/")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into folders that already hold files (same names are replaced, others stay)")
 
 
 def run(args: argparse.Namespace) -> int:
     if not 1 <= args.subjects <= 999:
         raise DataError(f"--subjects must be between 1 and 999 (FG-NET names use 3 digits), got {args.subjects}")
+    out = Path(args.outdir)
+    # Synthetic faces written into a real data set would overwrite some files and mix with the rest.
+    targets = [out / "faces", out / args.manifest] if args.manifest else [out / "images", out / "points"]
+    full = [t for t in targets if t.is_file() or (t.is_dir() and any(t.iterdir()))]
+    if full and not getattr(args, "overwrite", False):
+        raise DataError(f"{full[0]} already holds files: ageest synth writes a data set of its own; give an empty "
+                        "or new folder, or --overwrite to write over it")
     if args.manifest:
         if Path(args.manifest).name != args.manifest or not args.manifest.endswith(".tsv"):
             raise DataError(f"--manifest {args.manifest}: a file name ending in .tsv (it is written in {args.outdir})")

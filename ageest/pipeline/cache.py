@@ -29,7 +29,7 @@ from ageest.config import Config, add_config_arguments, load_config
 from ageest.errors import DataError
 from ageest.data.dataset import add_data_arguments, read_records
 from ageest.data.fgnet import Record, data_fingerprint, landmarks_digest, load_rgb
-from ageest.io import atomic_path, remove_temporaries, write_json_atomic, write_text_atomic
+from ageest.io import atomic_path, open_lock_file, remove_temporaries, write_json_atomic, write_text_atomic
 from ageest.data.landmarks import default_points_dir  # re-exported: train and baselines import it from here
 
 CACHE_VERSION = 1
@@ -220,7 +220,7 @@ def _detections(records: Sequence[Record], how: list, config: Config) -> dict:
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "w") as f:
+    with open_lock_file(path.with_name(path.name + ".lock"), "cache lock file") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield

@@ -37,8 +37,9 @@ import pandas as pd
 from ageest.study import stats
 from ageest.config import OPERATIONAL_KEYS
 from ageest.errors import AgeestError
-from ageest.io import atomic_path
+from ageest.io import atomic_path, remove_temporaries
 
+TABLE_NAMES = ("folds", "summary", "seeds", "comparison", "predictions", "history")  # what gather writes
 THETAS = range(11)
 BAND_WIDTH = 10
 PREDICTION_COLUMNS = ("predicted_age", "predicted_age_rounded")
@@ -83,17 +84,34 @@ def load_fold(path: str | Path) -> Fold:
             raise AgeestError(f"{mpath}: no '{key}' key")
     if "fold" not in metrics and "subject" not in metrics:
         raise AgeestError(f"{mpath}: no 'fold' key")
+    if not isinstance(metrics, dict) or not isinstance(metrics.get("config"), dict):
+        raise AgeestError(f"{mpath}: not a fold's metrics (no 'config' mapping)")
     ppath = mpath.parent / "predictions.tsv"
-    try:
-        pred = pd.read_csv(ppath, sep="\t")
-    except FileNotFoundError:
-        raise AgeestError(f"{ppath}: not found (needed beside {mpath.name})") from None
+    if not ppath.is_file():
+        raise AgeestError(f"{ppath}: not found (needed beside {mpath.name})")
+    pred = _read_table(ppath)
     need = {"image", "subject", "age", "predicted_age"}
     if not need <= set(pred.columns):
         raise AgeestError(f"{ppath}: missing column(s) {', '.join(sorted(need - set(pred.columns)))}")
+    for col in ("age", "predicted_age"):
+        values = pd.to_numeric(pred[col], errors="coerce")
+        bad = pred.index[values.isna() | ~values.abs().lt(float("inf"))]
+        if len(bad):
+            raise AgeestError(f"{ppath}, row {bad[0] + 2}, column {col}: {pred[col][bad[0]]!r} is not a finite number")
+        pred[col] = values
+    if pred.empty:
+        raise AgeestError(f"{ppath}: no test images (a header and no rows)")
     hpath = mpath.parent / "history.tsv"
-    history = pd.read_csv(hpath, sep="\t") if hpath.is_file() else None
+    history = _read_table(hpath) if hpath.is_file() else None
     return Fold(mpath, metrics, pred, history)
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    """A fold's TSV, or one line naming it where it is empty, not text or not a table."""
+    try:
+        return pd.read_csv(path, sep="\t")
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as e:
+        raise AgeestError(f"{path}: not a readable table ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
 
 
 def load_folds(paths: list[str | Path]) -> list[Fold]:
@@ -433,6 +451,7 @@ def gather(paths: list[str | Path], outdir: str | Path, reference: str = "softma
            compare_with: Sequence[str] = ()) -> dict[str, pd.DataFrame]:
     """Read the folds, check they form one study, write the six tables; returns them by name.
     The comparison is against `reference`, then against each of `compare_with`."""
+    remove_temporaries(Path(outdir) / f"{t}.tsv" for t in TABLE_NAMES)  # a killed gather's
     folds = load_folds(paths)
     check_consistent(folds)
     losses = _losses_in_order(folds)
@@ -464,6 +483,16 @@ def gather(paths: list[str | Path], outdir: str | Path, reference: str = "softma
     return tables
 
 
+def _bootstrap_count(text: str) -> int:
+    n = int(text)
+    if not 1 <= n <= MAX_BOOTSTRAP:  # each resample costs a pass over every image
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_BOOTSTRAP:,} resamples, not {n}")
+    return n
+
+
+MAX_BOOTSTRAP = 1_000_000
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("folds", nargs="+", help="fold metrics.json files (or fold folders); "
                    "predictions.tsv and history.tsv are read from beside each")
@@ -474,7 +503,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="another method (a loss or a baseline) the others are compared with too (repeatable)")
     p.add_argument("--prediction", default="predicted_age", choices=PREDICTION_COLUMNS,
                    help="prediction column errors are computed from (default: %(default)s)")
-    p.add_argument("--bootstrap", type=int, default=10000,
+    p.add_argument("--bootstrap", type=_bootstrap_count, default=10000,
                    help="bootstrap resamples for the per-subject CI and the subject-clustered "
                    "image-level CI and p (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: %(default)s)")

@@ -22,7 +22,7 @@ import pandas as pd
 
 from ageest.errors import AgeestError
 from ageest.study.gather import PER_FOLD, subject_maes
-from ageest.io import atomic_path
+from ageest.io import atomic_path, remove_temporaries
 
 PLOTS = ("ranking", "subject_mae_paired", "cs_curves", "predicted_vs_true", "mae_by_age_band", "training_curves")
 PANEL_COLUMNS = 3  # panels per row in the per-method plots
@@ -300,6 +300,7 @@ def plot_training_curves(history: pd.DataFrame, path: Path, folds: pd.DataFrame 
 
 def make_plots(tables: str | Path, outdir: str | Path, reference: str = "softmax") -> list[Path]:
     tables, outdir = Path(tables), Path(outdir)
+    remove_temporaries(outdir / f"{name}.png" for name in PLOTS)  # a killed run's half-written plots
     folds, summary, seeds = _read(tables, "folds"), _read(tables, "summary"), _read(tables, "seeds")
     preds, history = _read(tables, "predictions"), _read(tables, "history")
     if reference not in set(folds["loss"]):

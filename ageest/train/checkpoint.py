@@ -40,7 +40,10 @@ class FoldState:
 
 def save_state(path: Path, identity: dict, state: FoldState, model, optimizer, scheduler) -> None:
     """Atomically write `state`, the training tensors and every RNG state to `path`."""
-    rng = {"torch": torch.get_rng_state(), "numpy": np.random.get_state()}
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    # numpy's state as a tensor and plain numbers: the file then loads with weights_only.
+    rng = {"torch": torch.get_rng_state(), "numpy": (name, torch.from_numpy(keys.astype(np.int64)), int(pos),
+                                                     int(has_gauss), float(gauss))}
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state_all()
     save_torch_atomic(path, {"identity": identity, **{f.name: getattr(state, f.name) for f in fields(state)},
@@ -49,11 +52,19 @@ def save_state(path: Path, identity: dict, state: FoldState, model, optimizer, s
 
 
 def load_state(path: Path, identity: dict, model, optimizer, scheduler, device) -> FoldState:
-    """Restore what `save_state` wrote into the training objects; refuse another run's state."""
+    """Restore what `save_state` wrote into the training objects; refuse another run's state.
+
+    Read with weights_only: tensors and plain data, never code. A file holding anything else (a
+    crafted pickle, a state of ageest before this rule) is refused by name, unread.
+    """
     try:
-        ck = torch.load(path, map_location=device, weights_only=False)
+        ck = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:
-        raise AgeestError(f"resumable state {path} is unreadable ({type(e).__name__}); delete it to start over") from None
+        raise AgeestError(f"resumable state {path} is not a state file ageest wrote (it holds more than tensors "
+                          f"and plain data, or is damaged: {type(e).__name__}); delete it to start over") from None
+    if not isinstance(ck, dict) or not all(k in ck for k in ("identity", "model", "optimizer", "scheduler", "rng")):
+        raise AgeestError(f"resumable state {path} is not a state file ageest wrote (no fold state in it); "
+                          "delete it to start over")
     if ck.get("identity") != identity:
         diff = [k for k in identity if ck.get("identity", {}).get(k) != identity[k]]
         raise AgeestError(f"resumable state {path} belongs to another run (differs in: {', '.join(diff)}); "
@@ -62,7 +73,8 @@ def load_state(path: Path, identity: dict, model, optimizer, scheduler, device) 
     optimizer.load_state_dict(ck["optimizer"])
     scheduler.load_state_dict(ck["scheduler"])
     torch.set_rng_state(ck["rng"]["torch"].cpu())
-    np.random.set_state(ck["rng"]["numpy"])
+    name, keys, *rest = ck["rng"]["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
     if "cuda" in ck["rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in ck["rng"]["cuda"]])
     if ck["best"] is not None:

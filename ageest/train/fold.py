@@ -8,6 +8,7 @@ one after another in one process when given several `--fold`s (one torch import 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import math
 import time
@@ -198,6 +199,8 @@ def fit_epoch(fold: Fold, state: FoldState, epoch: int, stop: StopFlag, log=prin
 def finish_fold(fold: Fold, state: FoldState, usage: FoldUsage, startup: float, log=print) -> dict:
     """Score the test images once, with the model selected on validation loss; write the outputs."""
     config, split, records = fold.config, fold.split, fold.records
+    if config.keep_checkpoint:  # the finished fold's own state: the last save may be an epoch older, or none
+        save_state(fold.state_path, fold.identity, usage.stamp(state), fold.model, fold.optimizer, fold.scheduler)
     fold.model.load_state_dict(state.best["state"])
     tm = evaluate(fold.model, fold.sources[2].eval_batches(), fold.spec.fn, fold.ages,
                   loss_kwargs=fold.loss_kwargs, autocast=fold.autocast, predict=fold.spec.predict)
@@ -324,8 +327,16 @@ def run(args: argparse.Namespace) -> int:
                 continue
             raise AgeestError(f"{Path(out) / 'metrics.json'} exists: this fold is finished "
                               f"(use --overwrite or another --out)")
-        run_fold(args.images, fold_id, args.loss, out, config, cache=args.cache, points=args.points, root=args.root,
-                 state_dir=state_dir, split_file=split, log=lambda m: print(m, flush=True), started=started)
+        fresh = not Path(out).exists()
+        try:
+            run_fold(args.images, fold_id, args.loss, out, config, cache=args.cache, points=args.points,
+                     root=args.root, state_dir=state_dir, split_file=split, log=lambda m: print(m, flush=True),
+                     started=started)
+        except BaseException:
+            if fresh:  # a fold that failed before writing anything leaves no empty folder behind
+                with contextlib.suppress(OSError):
+                    Path(out).rmdir()
+            raise
         started = time.time()
     return 0
 

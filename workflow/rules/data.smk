@@ -5,7 +5,8 @@
 
 from ageest.data.checksums import LANDMARKS, read_sums
 from ageest.data.dataset import is_manifest, read_records
-from ageest.data.fgnet import landmarks_digest
+from ageest.data.fgnet import data_fingerprint, landmarks_digest
+from ageest.errors import AgeestError
 from ageest.data.landmarks import default_points_dir
 from ageest.rulelog import reported
 
@@ -16,11 +17,19 @@ from ageest.rulelog import reported
 # Only for a data folder given as is: data made by a rule (download, synth) does not exist yet when
 # a first run is planned, so a digest would differ on the next run and redo everything. For those,
 # `ageest` itself refuses a cache whose landmark files changed (its cache key holds the digest).
+# DATA_CONTENT: the images' names and bytes (SHA-256 each, remembered by file identity, so a
+# re-plan costs a stat per file): an image edited in place, same size or not, reruns the checks,
+# the cache and the folds. Planning it also refuses one photo under two people, naming both.
 _GIVEN_FOLDER = DATA_RULE is None
-PREPARE_LANDMARKS = (landmarks_digest(default_points_dir(IMAGES), STUDY.records or read_records(IMAGES, ROOT))
-                     if _GIVEN_FOLDER and config["training"].get("align", "none") == "landmarks" else None)
-VERIFY_LANDMARKS = (landmarks_digest(default_points_dir(IMAGES))
-                    if _GIVEN_FOLDER and SUMS and read_sums(SUMS, LANDMARKS) else None)
+try:
+    _RECORDS = (STUDY.records or read_records(IMAGES, ROOT)) if _GIVEN_FOLDER else None
+    DATA_CONTENT = data_fingerprint(_RECORDS) if _RECORDS else None
+    PREPARE_LANDMARKS = (landmarks_digest(default_points_dir(IMAGES), _RECORDS)
+                         if _RECORDS and config["training"].get("align", "none") == "landmarks" else None)
+    VERIFY_LANDMARKS = (landmarks_digest(default_points_dir(IMAGES))
+                        if _RECORDS and SUMS and read_sums(SUMS, LANDMARKS) else None)
+except AgeestError as e:
+    raise WorkflowError(f"data: {e}") from None
 
 
 if DATA_RULE == "download":
@@ -84,6 +93,7 @@ if SUMS:
             "results/data/checksums.ok",
         params:
             images=IMAGES,
+            content=DATA_CONTENT,
             landmarks=VERIFY_LANDMARKS,
         conda:
             "../envs/ageest.yaml"
@@ -138,6 +148,7 @@ rule prepare:
     params:
         images=IMAGES,
         data_root=ROOT,
+        content=DATA_CONTENT,
         landmarks=PREPARE_LANDMARKS,
     threads: STUDY.threads()
     resources:

@@ -1,0 +1,62 @@
+"""What content fingerprints cost: the data fingerprint of a folder by names and sizes (before)
+against names and SHA-256 of the bytes (now), cold (no remembered digests: every byte read) and
+warm (a stat per file), side by side in one run, extrapolated to a data set of --extrapolate images.
+
+    python benchmarks/hash_cost.py --images /path/to/FGNET/images --extrapolate 55000
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ageest.data.dataset import read_records  # noqa: E402
+from ageest.data.fgnet import data_fingerprint  # noqa: E402
+
+
+def names_and_sizes(records) -> str:  # the fingerprint before content counted
+    h = hashlib.sha256()
+    for r in records:
+        h.update(f"{r.name}\t{r.path.stat().st_size}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def timed(fn, *args) -> float:
+    t = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", required=True)
+    ap.add_argument("--extrapolate", type=int, default=55000)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    records = read_records(args.images)
+    size_mb = sum(r.path.stat().st_size for r in records) / 1e6
+    rows = []
+    for _ in range(args.rounds):
+        with tempfile.TemporaryDirectory() as store:
+            os.environ["AGEEST_CACHE_DIR"] = store
+            before = timed(names_and_sizes, records)
+            cold = timed(data_fingerprint, records)  # every byte read (the page cache may hold them)
+            warm = timed(data_fingerprint, records)  # the digests remembered: a stat per file
+            rows.append((before, cold, warm))
+    before, cold, warm = (min(r[i] for r in rows) for i in range(3))
+    n, k = len(records), args.extrapolate / len(records)
+    print(f"{n} images, {size_mb:.1f} MB; best of {args.rounds} rounds")
+    print(f"names and sizes (before): {before * 1e3:8.1f} ms   x{k:.0f} -> {before * k:6.1f} s")
+    print(f"content, cold (now):      {cold * 1e3:8.1f} ms   x{k:.0f} -> {cold * k:6.1f} s   ({cold / before:.1f}x before)")
+    print(f"content, warm (now):      {warm * 1e3:8.1f} ms   x{k:.0f} -> {warm * k:6.1f} s   ({warm / before:.1f}x before)")
+
+
+if __name__ == "__main__":
+    main()
