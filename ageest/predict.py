@@ -153,10 +153,10 @@ def output_paths(sources: list[Path], output: str | None) -> list[Path]:
 
 def run(args: argparse.Namespace) -> int:
     """Estimate the age of each face in photos."""
-    sources = [Path(name) for name in args.images]
-    dests = output_paths(sources, args.output)  # before the model: nothing half done on a bad command
     device = resolve_device(args.device)
     fold = load_model(args.model, device)
+    sources = [Path(name) for name in args.images]
+    dests = output_paths(sources, args.output)  # before any photo is read: nothing half done
     # Faces are found and aligned as the model's training found them: on landmarks (FG-NET's, or
     # the detector's where a photo has none) or the detector; a model of whole photos sees them whole.
     detect = not args.no_detect and fold.config.align in ("landmarks", "detector")

@@ -34,7 +34,7 @@ def main() -> None:
     if args.quick:  # two subjects of the demo, up to the tables (plots of 2 people's CIs are degenerate)
         quick = Path(args.directory) / "quick.yaml"
         quick.parent.mkdir(parents=True, exist_ok=True)
-        quick.write_text("subjects: [1, 2]\nbaselines: []\ndata: {synth_subjects: 6}\n")
+        quick.write_text("subjects: [1, 2]\nbaselines: []\ncompare_with: []\ndata: {synth_subjects: 6}\n")
         extra = ["results/tables/summary.tsv", "--cores", "2", "--configfile", str(ROOT / "config" / "demo.yaml"),
                  str(quick)]
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", args.directory,

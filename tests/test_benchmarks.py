@@ -16,8 +16,8 @@ BENCHMARKS = sorted(p.name for p in (ROOT / "benchmarks").glob("*.py")
 
 
 def test_every_script_in_benchmarks_is_listed():
-    assert BENCHMARKS == ["batch_prep.py", "demo_walltime.py", "fold_threads.py", "profile_fold.py",
-                          "study_estimate.py", "study_walltime.py", "train_throughput.py"]
+    assert BENCHMARKS == ["batch_prep.py", "demo_walltime.py", "fold_threads.py", "hash_cost.py", "precision_step.py",
+                          "profile_fold.py", "study_estimate.py", "study_walltime.py", "train_throughput.py"]
 
 
 @pytest.mark.slow

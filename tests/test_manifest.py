@@ -28,8 +28,9 @@ def face(path: Path, value: int = 100) -> str:
 
 @pytest.fixture
 def root(tmp_path):
-    for name in ("a.jpg", "b.jpg", "c.png", "d.jpg"):
-        face(tmp_path / "faces" / name)
+    # Each photo its own pixels: one photo under two people is refused (a leak between train and test).
+    for i, name in enumerate(("a.jpg", "b.jpg", "c.png", "d.jpg")):
+        face(tmp_path / "faces" / name, 100 + 10 * i)
     return tmp_path
 
 
@@ -263,7 +264,7 @@ def test_the_workflow_stops_on_a_bad_row_before_any_job(root, tmp_path):
 def test_the_commands_take_a_manifest_and_record_who_each_id_is(root, tmp_path):
     from ageest.cli import main
 
-    face(root / "faces" / "e.jpg")
+    face(root / "faces" / "e.jpg", 200)
     p = write(root, "faces/a.jpg\t3\tzoe", "faces/b.jpg\t41\tann", "faces/c.png\t7\tzoe", "faces/d.jpg\t9\tann",
               "faces/e.jpg\t20\tbob")
     elsewhere = tmp_path / "t" / "faces.tsv"

@@ -200,6 +200,18 @@ def test_synth_refuses_a_folder_that_holds_a_data_set(tmp_path, capsys):
 # --- predict never destroys a file ------------------------------------------------------------------
 
 
+def _model(tmp_path, align="none"):
+    """A fold's model.pt of a small untrained network, as `ageest train` saves it."""
+    from ageest.config import Config
+    from ageest.nn.model import build_model
+    from ageest.train.fold import save_model
+
+    config = Config(arch="resnet18", pretrained="none", image_size=32, align=align)
+    save_model(tmp_path / "model.pt", build_model("resnet18", config.num_classes, "none"), config,
+               {"loss": "softmax", "subject": 1})
+    return tmp_path / "model.pt"
+
+
 def _photo(path):
     import numpy as np
     from PIL import Image
@@ -220,7 +232,7 @@ def test_predict_never_overwrites_a_photo_or_another_photos_copy(tmp_path, capsy
 
     photos = [_photo(tmp_path / n) for n in names]
     before = [p.read_bytes() for p in photos]
-    args = ["predict", *map(str, photos), "--model", str(tmp_path / "no-model.pt")]
+    args = ["predict", *map(str, photos), "--model", str(_model(tmp_path)), "--device", "cpu"]
     assert main(args + (["--output", str(tmp_path / output)] if output else [])) == 2
     err = capsys.readouterr().err.strip()
     assert re.search(message, err) and len(err.splitlines()) == 1, err
@@ -231,7 +243,7 @@ def test_predict_refuses_what_is_not_a_regular_file(tmp_path, capsys):
     from ageest.cli import main
 
     (tmp_path / "folder.jpg").mkdir()
-    assert main(["predict", str(tmp_path / "folder.jpg"), "--model", str(tmp_path / "m.pt")]) == 2
+    assert main(["predict", str(tmp_path / "folder.jpg"), "--model", str(_model(tmp_path)), "--device", "cpu"]) == 2
     assert "folder.jpg: not a regular file" in capsys.readouterr().err
 
 
@@ -412,13 +424,8 @@ def test_one_photo_under_two_people_is_refused_naming_both(tmp_path, capsys):
 def test_predict_aligns_as_the_model_was_trained(tmp_path, monkeypatch, align, detect):
     import ageest.predict as predict
     from ageest.cli import main
-    from ageest.config import Config
-    from ageest.nn.model import build_model
-    from ageest.train.fold import save_model
 
-    config = Config(arch="resnet18", pretrained="none", image_size=32, align=align)
-    save_model(tmp_path / "model.pt", build_model("resnet18", config.num_classes, "none"), config,
-               {"loss": "softmax", "subject": 1})
+    _model(tmp_path, align)
     seen = []
     monkeypatch.setattr(predict, "predict_image", lambda fold, rgb, device, d: seen.append(d) or [])
     assert main(["predict", str(_photo(tmp_path / "p.png")), "--model", str(tmp_path / "model.pt"),

@@ -272,7 +272,7 @@ def test_zoo_demo_plans_every_loss_times_two_seeds(tmp_path):
 def test_two_seeds_train_apart_on_one_split(tmp_path):
     # A real run of one subject's softmax folds with two seeds: each trains with its own seed on the
     # same validation people, and their predictions differ.
-    over = write_yaml(tmp_path / "over.yaml", {"subjects": [1], "seeds": [0, 1], "baselines": [],
+    over = write_yaml(tmp_path / "over.yaml", {"subjects": [1], "seeds": [0, 1], "baselines": [], "compare_with": [],
                                                "data": {"synth_subjects": 8}, "training": {"epochs": 1}})
     targets = [f"results/folds/softmax/seed{n}/001/metrics.json" for n in (0, 1)]
     rc, out = snakemake(tmp_path, *targets, "--configfile", DEMO, over, "--cores", "2")
