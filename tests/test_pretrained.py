@@ -209,3 +209,19 @@ def test_zero_shot_baseline_equals_the_network_run_directly(synth_small, tmp_pat
     pairs = list(zip(tables["comparison"]["loss"], tables["comparison"]["reference"]))
     assert pairs == [("ridge", "mean"), ("zero_shot", "mean"), ("ridge", "zero_shot")]
 
+
+
+def test_the_dlib_chip_aligns_on_detected_faces_by_their_eyes_and_mouth():
+    # 68 landmarks give dlib's 5 points; MTCNN's 5 (or the detector's 3: eyes, mouth centre) give
+    # the eye centres and mouth centre, placed where dlib's 68-point mean face has them.
+    from ageest.data.align import template_points
+
+    five = np.array([[30.0, 40], [60, 40], [45, 55], [35, 70], [55, 70]])  # MTCNN's order
+    src, frac = template_points(five, DLIB_CHIP)
+    np.testing.assert_allclose(src, [[30, 40], [60, 40], [45, 70]])
+    names = tuple(n for n, _ in DLIB_CHIP.sets[1])
+    assert names == ("eye_l", "eye_r", "mouth")
+    np.testing.assert_allclose(frac, DLIB_CHIP.target(names))
+    assert frac[0, 1] == frac[1, 1] and frac[0, 0] < 0.5 < frac[1, 0] and frac[2, 1] > frac[0, 1]
+    src3, frac3 = template_points(src, DLIB_CHIP)  # the detector's 3 keypoints: the same
+    np.testing.assert_allclose(src3, src) and np.testing.assert_allclose(frac3, frac)
