@@ -37,11 +37,7 @@ def file_digests(paths: Iterable[str | Path]) -> list[str]:
     from ageest.io import write_json_atomic
 
     store = hash_store()
-    try:
-        known = json.loads(store.read_text())
-        known = known if isinstance(known, dict) else {}
-    except (OSError, ValueError):
-        known = {}  # none yet, or damaged: hash again
+    known = _known(store)
     out, new = [], {}
     for p in map(Path, paths):
         try:
@@ -57,9 +53,25 @@ def file_digests(paths: Iterable[str | Path]) -> list[str]:
             raise DataError(f"{p}: cannot read it to hash its content ({e.strerror or e})") from None
         out.append(digest)
     if new:
+        known.update(new)
         try:
             # Entries of files that have since changed stay until the store is rebuilt: harmless.
-            write_json_atomic(store, {**known, **new})
+            write_json_atomic(store, known)
         except Exception:
             pass  # a read-only cache folder: hash again next time
     return out
+
+
+_LOADED: dict[Path, dict] = {}
+
+
+def _known(store: Path) -> dict:
+    """The store's digests, read once per process: a fold computes its fingerprint several times,
+    and the entries are keyed by file identity, so one loaded earlier never gives a stale digest."""
+    if store not in _LOADED:
+        try:
+            known = json.loads(store.read_text())
+        except (OSError, ValueError):
+            known = {}  # none yet, or damaged: hash again
+        _LOADED[store] = known if isinstance(known, dict) else {}
+    return _LOADED[store]
