@@ -12,7 +12,7 @@ from ageest.errors import AgeestError, os_error_line
 # Each module has add_arguments(parser) and run(args) -> int.
 COMMANDS = {
     "synth": "ageest.data.synth",
-    "manifest": "ageest.data.fgnet",
+    "manifest": "ageest.data.reader",
     "prepare": "ageest.pipeline.cache",
     "split": "ageest.data.splits",
     "train": "ageest.train.fold",

@@ -16,7 +16,7 @@ from ageest.pipeline.cache import square_resize
 from ageest.config import Config, field_names, from_dict
 from ageest.train.devices import resolve_device
 from ageest.errors import AgeestError, DataError, first_line
-from ageest.data.fgnet import load_rgb
+from ageest.data.imageio import load_rgb
 from ageest.data.imageio import save_bgr
 from ageest.nn.losses import Predict, loss_spec
 from ageest.nn.backbones import backbone

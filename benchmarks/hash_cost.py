@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from suite import add_suite_arguments, quick_images, write_figures  # noqa: E402
 
 from ageest.data import hashes  # noqa: E402
-from ageest.data.dataset import read_records  # noqa: E402
-from ageest.data.fgnet import data_fingerprint  # noqa: E402
+from ageest.data.reader import read_records
+from ageest.data.fingerprint import data_fingerprint
 
 
 def names_and_sizes(records) -> str:  # the fingerprint before content counted

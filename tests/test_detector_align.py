@@ -14,7 +14,8 @@ import pytest
 import ageest.data.detect as detect
 from ageest.config import Config, load_config
 from ageest.data.align import align_face, keypoints_from_landmarks
-from ageest.data.fgnet import load_rgb, scan_images
+from ageest.data.fgnet import scan_images
+from ageest.data.imageio import load_rgb
 from ageest.data.landmarks import find_pts, read_pts
 from ageest.errors import ConfigError, DataError
 from ageest.pipeline.cache import no_face_path, open_cache, read_meta

@@ -2,7 +2,10 @@ import pytest
 from PIL import Image
 
 from ageest.errors import DataError
-from ageest.data.fgnet import data_fingerprint, load_rgb, manifest_text, parse_name, scan_images
+from ageest.data.fgnet import parse_name, scan_images
+from ageest.data.fingerprint import data_fingerprint
+from ageest.data.imageio import load_rgb
+from ageest.data.reader import manifest_text
 
 
 @pytest.mark.parametrize("name, expected", [
@@ -115,7 +118,7 @@ def test_fingerprint_covers_landmark_files(blobs):
 
 
 def test_landmarks_digest_whole_folder_or_used_files(blobs):
-    from ageest.data.fgnet import landmarks_digest
+    from ageest.data.fingerprint import landmarks_digest
 
     points = _with_points(blobs)
     records = scan_images(blobs)

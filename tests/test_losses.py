@@ -327,7 +327,8 @@ def test_function_defaults_are_the_configs():
 @pytest.mark.parametrize("name", sorted(LOSSES))
 def test_each_loss_trains_an_epoch_and_predict_gives_the_folds_ages(name, synth_small, tmp_path):
     from ageest.config import load_config
-    from ageest.data.fgnet import load_rgb, scan_images
+    from ageest.data.fgnet import scan_images
+    from ageest.data.imageio import load_rgb
     from ageest.predict import load_model, predict_image
     from ageest.train.fold import run_fold
     from conftest import tiny_overrides

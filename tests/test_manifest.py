@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ageest.data.dataset import read_records
+from ageest.data.reader import read_records
 from ageest.data.fgnet import scan_images
 from ageest.data.landmarks import write_pts
-from ageest.data.manifest import read_manifest, subject_ids
+from ageest.data.manifest import read_manifest
+from ageest.data.records import subject_ids
 from ageest.data.splits import split_fold, split_table
 from ageest.errors import ConfigError, DataError
 from ageest.study.plan import plan_study
@@ -137,7 +138,7 @@ def test_landmark_columns_align_as_the_same_points_in_a_pts_file(synth_small, tm
     placing the eyes and mouth there too give them as well; an edited point is another cache."""
     from ageest.config import Config
     from ageest.data.align import LEFT_EYE, MOUTH, RIGHT_EYE
-    from ageest.data.fgnet import data_fingerprint
+    from ageest.data.fingerprint import data_fingerprint
     from ageest.data.landmarks import read_pts
     from ageest.pipeline.cache import open_cache
 

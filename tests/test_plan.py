@@ -81,10 +81,10 @@ def test_demo_plans_chunks_of_41_and_knows_its_subjects_before_synthesis(tmp_pat
 
 
 def test_seeds_add_a_level_and_losses_all_is_the_registry(tmp_path):
-    from ageest.nn import LOSS_NAMES
+    from ageest import methods
     from ageest.nn.losses import LOSSES
 
-    assert tuple(LOSSES) == LOSS_NAMES  # the registry and its torch-free copy of names
+    assert tuple(LOSSES) == tuple(methods.LOSSES)  # the resolved registry and its torch-free entries
     s = plan(DEMO, {"losses": "all", "seeds": ["0", 2], "subjects": [3, 1]}, cwd=tmp_path)
     assert s.losses == list(LOSSES) and s.seeds == [0, 2] and s.folds == [1, 3]
     assert s.fold_key == "{loss}/seed{seed}/{fold}" and s.config["losses"] == list(LOSSES)

@@ -43,7 +43,7 @@ def _overlap(a, b):
 def test_one_age_per_face(aligned_model, tmp_path, capsys, faces):
     import torch
 
-    from ageest.data.fgnet import load_rgb
+    from ageest.data.imageio import load_rgb
     from ageest.predict import load_model, predict_image
 
     photo, boxes = _photo(tmp_path, faces, "group.jpg")

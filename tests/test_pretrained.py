@@ -13,7 +13,8 @@ import torch
 
 from ageest.config import Config, load_config
 from ageest.data.align import DLIB_CHIP, EYES_MOUTH, align_face, crop_offset
-from ageest.data.fgnet import load_rgb, scan_images
+from ageest.data.fgnet import scan_images
+from ageest.data.imageio import load_rgb
 from ageest.data.landmarks import find_pts, read_pts
 from ageest.errors import ConfigError
 from ageest.nn import backbones

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from ageest.config import from_dict
-from ageest.data.fgnet import Record, scan_images
+from ageest.data.fgnet import scan_images
+from ageest.data.records import Record
 from ageest.data.protocols import (fold_ids, image_level, kfold_assignment, parse_protocol, read_split_table,
                                    split_file_folds)
 from ageest.data.splits import read_split, split_fold, split_table

@@ -1,7 +1,8 @@
 import pytest
 
 from ageest.errors import DataError
-from ageest.data.fgnet import scan_images, subjects_of
+from ageest.data.fgnet import scan_images
+from ageest.data.records import subjects_of
 from ageest.data.splits import split_fold
 from conftest import write_blobs
 

@@ -272,7 +272,7 @@ def test_gather_and_plots_clear_a_killed_runs_temporaries(tmp_path):
 
 
 def test_a_superscript_digit_is_a_name_not_a_number():
-    from ageest.data.manifest import subject_ids
+    from ageest.data.records import subject_ids
     from ageest.data.protocols import parse_protocol
 
     assert subject_ids(["²", "7"]) == {"7": 1, "²": 2}  # names, numbered in sorted order
@@ -381,7 +381,8 @@ def test_an_image_edited_in_place_changes_the_fingerprint_and_the_cache(synth_sm
     import shutil
 
     from ageest.config import Config
-    from ageest.data.fgnet import data_fingerprint, scan_images
+    from ageest.data.fgnet import scan_images
+    from ageest.data.fingerprint import data_fingerprint
     from ageest.pipeline.cache import default_cache_path
 
     images = shutil.copytree(synth_small.parent, tmp_path / "synth") / "images"
@@ -400,7 +401,8 @@ def test_an_image_edited_in_place_changes_the_fingerprint_and_the_cache(synth_sm
 def test_one_photo_under_two_people_is_refused_naming_both(tmp_path, capsys):
     import shutil
 
-    from ageest.data.fgnet import data_fingerprint, scan_images
+    from ageest.data.fgnet import scan_images
+    from ageest.data.fingerprint import data_fingerprint
     from ageest.errors import DataError
     from conftest import write_blobs
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ageest.data.align import keypoints_from_landmarks
 from ageest.data.detect import detect_faces
-from ageest.data.fgnet import load_rgb
+from ageest.data.imageio import load_rgb
 from ageest.data.landmarks import default_points_dir, find_pts, read_pts
 
 EXTENSIONS = {".jpg", ".jpeg", ".png"}

@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 from ageest.errors import DataError
-from ageest.data.fgnet import load_rgb
+from ageest.data.imageio import load_rgb
 from ageest.data.landmarks import default_points_dir, find_pts, read_pts
 
 LEFT_EYE = slice(27, 31)

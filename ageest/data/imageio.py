@@ -1,7 +1,7 @@
 """Decoding an image file as a viewer shows it: the one way ageest turns a file into RGB pixels.
 
 The cache (`ageest prepare`), training's plain pipeline, `predict`, `align-preview` and the
-manifest's decode check all come here (through `fgnet.load_rgb`), so a photo is never seen one way
+manifest's decode check all come here (through `load_rgb`), so a photo is never seen one way
 by training and another way by prediction. What a viewer does and PIL's `convert("RGB")` does not:
 
 - **EXIF orientation** is applied: a phone photo stored rotated (Orientation = 6) comes out upright.

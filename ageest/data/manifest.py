@@ -1,4 +1,4 @@
-"""Any data set as a table (`data.source: manifest`): one row per image, read into `fgnet.Record`s.
+"""Any data set as a table (`data.source: manifest`): one row per image, read into `records.Record`s.
 
 Columns (a header row names them; tab-separated, or comma-separated for a `.csv` file):
 
@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ageest.data.fgnet import Record
+from ageest.data.records import Record, subject_ids
 from ageest.data.paths import inside
 from ageest.errors import DataError
 
@@ -46,15 +46,6 @@ class Manifest:
     records: list[Record]
     has_subjects: bool  # a `subject` column: person-level protocols (LOPO) may run
     people: dict[int, str]  # subject id -> the manifest's subject string
-
-
-def subject_ids(names: list[str]) -> dict[str, int]:
-    """Integer ids for distinct subject strings: their number when all are whole numbers, else
-    1..N in sorted order. Two strings of one number ('1', '001') are refused by the caller."""
-    # ASCII digits only: str.isdigit() also passes '²' and other digits int() refuses.
-    if all(n.isascii() and n.isdigit() for n in names):
-        return {n: int(n) for n in names}
-    return {n: i for i, n in enumerate(sorted(set(names)), 1)}
 
 
 def read_manifest(path: str | Path, root: str | Path | None = None, *, ages: tuple[int, int] | None = None,

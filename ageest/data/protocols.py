@@ -25,8 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ageest.data.fgnet import Record, record_order
-from ageest.data.manifest import subject_ids  # fold names become ids as a manifest's people do
+from ageest.data.records import Record, record_order, subject_ids
 from ageest.errors import DataError
 
 ROLES = ("train", "val", "test")
@@ -57,11 +56,6 @@ def parse_protocol(text: str | Protocol) -> Protocol:
     if kind == "split_file" and arg:
         return Protocol("split_file", path=arg)
     raise ValueError("must be lopo, kfold:K or split_file:PATH")
-
-
-def image_level(records: Sequence[Record]) -> bool:
-    """Data without people: a manifest without a subject column (each image its own person)."""
-    return bool(records) and all(r.from_table and not r.person for r in records)
 
 
 def fold_ids(protocol: Protocol, records: Sequence[Record]) -> list[int]:

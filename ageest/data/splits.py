@@ -11,8 +11,8 @@ import numpy as np
 
 from ageest.config import add_config_arguments
 from ageest.errors import DataError
-from ageest.data.fgnet import Record, record_order
-from ageest.data.protocols import ROLES, Protocol, parse_protocol, read_split_table, test_indices
+from ageest.data.records import Record, record_order
+from ageest.data.protocols import Protocol, ROLES, parse_protocol, read_split_table, test_indices
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,7 @@ def read_split(path: str | Path, records: Sequence[Record], fold: int, protocol:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ageest.data.dataset import add_data_arguments
+    from ageest.data.reader import add_data_arguments
 
     add_data_arguments(p)
     p.add_argument("--fold", "--leave-subject", dest="fold", type=int, required=True, metavar="N",
@@ -130,7 +130,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Write one fold's split (train / val / test per image)."""
     from ageest.config import load_config
-    from ageest.data.dataset import read_records
+    from ageest.data.reader import read_records
     from ageest.io import write_text_atomic
 
     config = load_config(args.config, args.overrides)

@@ -9,6 +9,7 @@ Every function is pure and device-agnostic: it works on whatever device its tens
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Dict
 
@@ -16,7 +17,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ageest.config import choices, default  # each loss key's default is the training config's
+from ageest import methods
+from ageest.config import choices, default, field_names  # each loss key's default is the training config's
+from ageest.errors import ConfigError
 
 Tensor = torch.Tensor
 
@@ -263,13 +266,13 @@ Predict = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
 
 @dataclass(frozen=True)
 class LossSpec:
-    """A registered loss: its function, the training-config keys it takes as keyword arguments,
-    its output layer and how its outputs become an age.
+    """A registered loss resolved (its entry in ageest.methods.LOSSES): its function, the
+    training-config keys it takes as keyword arguments (its keyword parameters that are Config
+    fields), its output layer and how its outputs become an age.
 
-    head(in_features, num_classes) builds the network's last layer (a K-way Linear unless the
-    loss needs another). predict(outputs, ages) -> (age, spread), both (N,) in years: training's
-    evaluation, metrics, predictions.tsv and `ageest predict` all go through it.
-    Calling a LossSpec calls its function, so `LOSSES[name](logits, target, ages, ...)` works.
+    head(in_features, num_classes) builds the network's last layer. predict(outputs, ages) ->
+    (age, spread), both (N,) in years: training's evaluation, metrics, predictions.tsv and
+    `ageest predict` all go through it. Calling a LossSpec calls its function.
     """
 
     fn: LossFn
@@ -285,30 +288,23 @@ class LossSpec:
         return {k: getattr(config, k) for k in self.config_keys}
 
 
-# Another loss is one entry away: write its function (logits, target, ages, **its keys), register
-# it here with the config keys it reads (each a field of ageest.config.Config), a head and a
-# predict function if it is not a softmax over the ages, and name it in the config's `losses:`.
-LOSSES: Dict[str, LossSpec] = {
-    "mean_variance": LossSpec(mean_variance_loss, ("lambda1", "lambda2")),
-    "softmax": LossSpec(softmax_loss),
-    "dldl": LossSpec(dldl_loss, ("dldl_sigma",)),
-    "dldl_v2": LossSpec(dldl_v2_loss, ("dldl_sigma", "dldl_v2_lambda", "dldl_v2_kl_mean")),
-    "mean_residue": LossSpec(mean_residue_loss, ("residue_lambda1", "residue_lambda2", "residue_k", "residue_eps")),
-    "sord": LossSpec(sord_loss, ("sord_distance",)),
-    "l1": LossSpec(l1_loss),
-    "coral": LossSpec(coral_loss, head=CoralHead, predict=coral_age),
-}
+def _resolve(entry: methods.Loss) -> LossSpec:
+    fn = globals()[entry.fn]
+    keys = tuple(k for k in inspect.signature(fn).parameters if k in field_names())
+    return LossSpec(fn, keys, globals()[entry.head] if entry.head else nn.Linear,
+                    globals()[entry.predict] if entry.predict else expected_age)
+
+
+LOSSES: Dict[str, LossSpec] = {name: _resolve(entry) for name, entry in methods.LOSSES.items()}
 
 
 def loss_kwargs(name: str, config: Any) -> Dict[str, Any]:
-    """The keyword arguments loss `name` takes from `config`, as its registry entry declares them."""
+    """The keyword arguments loss `name` takes from `config`, as its function declares them."""
     return loss_spec(name).kwargs(config)
 
 
 def loss_spec(name: str) -> LossSpec:
     """The registry entry of loss `name`; ConfigError naming the known ones otherwise."""
-    from ageest.errors import ConfigError
-
     try:
         return LOSSES[name]
     except KeyError:

@@ -27,8 +27,10 @@ import numpy as np
 
 from ageest.config import Config, add_config_arguments, load_config
 from ageest.errors import DataError
-from ageest.data.dataset import add_data_arguments, read_records
-from ageest.data.fgnet import Record, data_fingerprint, landmarks_digest, load_rgb
+from ageest.data.reader import add_data_arguments, read_records
+from ageest.data.fingerprint import data_fingerprint, landmarks_digest
+from ageest.data.imageio import load_rgb
+from ageest.data.records import Record
 from ageest.io import atomic_path, open_lock_file, remove_temporaries, write_json_atomic, write_text_atomic
 from ageest.data.landmarks import default_points_dir  # re-exported: train and baselines import it from here
 
@@ -138,7 +140,7 @@ def cache_meta(records: Sequence[Record], config: Config, points_dir: Path | Non
     """What a cache is built from: every key but points_dir must match for a cache to be used.
 
     `landmarks`: with landmark alignment, the digest of the landmarks each image is aligned with
-    (fgnet.landmarks_digest: `.pts` bytes, a manifest's x/y points), so an edited landmark never
+    (fingerprint.landmarks_digest: `.pts` bytes, a manifest's x/y points), so an edited landmark never
     reuses the old aligned crops. `detector`: with detector alignment, which detector and version
     found the faces. `on_no_face`: how images without points were treated (None where it cannot
     apply), so a cache that skipped images is not used by a study that would stop on them.

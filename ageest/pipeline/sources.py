@@ -12,7 +12,7 @@ import torch
 
 from ageest.pipeline.augment import augment_batch, center_crop, normalize
 from ageest.config import Config
-from ageest.data.fgnet import Record
+from ageest.data.records import Record
 from ageest.nn.backbones import backbone
 
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from ageest import __version__, code_version
 from ageest.config import Config
-from ageest.data.fgnet import Record
+from ageest.data.records import Record
 from ageest.errors import DataError
 from ageest.data.splits import Split, read_split, split_fold, split_table
 
@@ -21,7 +21,7 @@ PREDICTION_HEADER = ("image", "subject", "age", "predicted_age", "predicted_std"
 def fold_identity(fold: int, config: Config, records: Sequence[Record]) -> dict:
     """How metrics.json names its fold: `fold` always; `subject` too under LOPO (the person left
     out); `image_level` where the data has no people (each image counted as its own person)."""
-    from ageest.data.protocols import image_level
+    from ageest.data.records import image_level
 
     ident = {"fold": fold, **({"subject": fold} if config.protocol == "lopo" else {})}
     return {**ident, "image_level": True} if image_level(records) else ident

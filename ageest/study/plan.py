@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from ageest.errors import AgeestError, ConfigError
-from ageest.nn import LOSS_NAMES
+from ageest.methods import BASELINES, LOSSES
 
 DOWNLOAD_ROOT = "resources/FGNET"
 SCHEMA = "workflow/schemas/config.schema.yaml"
@@ -102,7 +102,7 @@ def plan_study(config: dict, project_dir: str | Path, local: bool = True, check_
     `check_files=False`: a manifest's rows are read but its files not opened (a job re-parsing the
     workflow on a cluster node: the submitting process checked them)."""
     project_dir = Path(project_dir)
-    config = validated(config, yaml.safe_load((project_dir / SCHEMA).read_text()))
+    config = validated(config, load_schema(project_dir))
     losses = _losses(config)
     protocol = _protocol(config)
     training = _training(config)
@@ -138,6 +138,13 @@ def plan_study(config: dict, project_dir: str | Path, local: bool = True, check_
                  records if config["data"]["source"] == "manifest" else None)
 
 
+def load_schema(project_dir: str | Path) -> dict:
+    """The workflow config's JSON schema, with the method names it allows taken from ageest.methods."""
+    schema = yaml.safe_load((Path(project_dir) / SCHEMA).read_text())
+    schema["properties"]["baselines"]["items"]["enum"] = list(BASELINES)
+    return schema
+
+
 def validated(config: dict, schema: dict) -> dict:
     """A copy of `config` with the schema's defaults filled in, or a ConfigError naming the first
     bad key (for a value matching none of a oneOf's choices, the message of the choice of its type)."""
@@ -171,12 +178,12 @@ def _closest(error):
 def _losses(config: dict) -> list[str]:
     if config["losses"] == "all":
         # Every registered loss, in the registry's order: a study that grows with the registry.
-        config["losses"] = list(LOSS_NAMES)
+        config["losses"] = list(LOSSES)
     _no_repeats(config["losses"], "losses")
     _no_repeats(config["baselines"], "baselines")
     for name in config["losses"]:
-        if name not in LOSS_NAMES:
-            raise ConfigError(f"unknown loss '{name}' (known: {', '.join(sorted(LOSS_NAMES))})", "losses")
+        if name not in LOSSES:
+            raise ConfigError(f"unknown loss '{name}' (known: {', '.join(sorted(LOSSES))})", "losses")
     clash = sorted(set(config["losses"]) & set(config["baselines"]))
     if clash:
         raise ConfigError(f"{', '.join(clash)} is also a baseline name; rename or drop it from baselines", "losses")
@@ -301,7 +308,8 @@ def _data_subjects(config: dict, images: str, rule: str | None, sums: str | None
 
     try:
         if os.path.isdir(images):
-            from ageest.data.fgnet import scan_images, subjects_of
+            from ageest.data.fgnet import scan_images
+            from ageest.data.records import subjects_of
 
             return subjects_of(scan_images(images))
         if rule == "download" and sums:
@@ -320,7 +328,7 @@ def _data_subjects(config: dict, images: str, rule: str | None, sums: str | None
 
 def _manifest_source(config: dict) -> tuple[str, str]:
     """The manifest table and the folder its paths are under (default: the manifest's folder)."""
-    from ageest.data.dataset import is_manifest
+    from ageest.data.reader import is_manifest
 
     d = config["data"]
     if not d["manifest"]:

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ageest.errors import AgeestError
+from ageest.methods import BASELINES
 from ageest.study.gather import PER_FOLD, subject_maes
 from ageest.io import atomic_path, remove_temporaries
 
@@ -58,17 +59,15 @@ def _save(fig, path: Path) -> None:
 
 
 def method_order(names) -> list[str]:
-    """Trained losses first (in the order given), then the baselines: every plot uses this order."""
-    from ageest.train.baselines import BASELINES
-
+    """Trained losses first (in the order given), then the baselines in their registry's order:
+    every plot uses this order."""
     names = list(dict.fromkeys(names))
     return [n for n in names if n not in BASELINES] + [b for b in BASELINES if b in names]
 
 
 def method_style(names) -> dict[str, dict]:
-    """One colour per method in every plot; baselines grey and dashed, so they read as references."""
-    from ageest.train.baselines import BASELINES
-
+    """One colour per method in every plot; baselines grey and dashed, so they read as references
+    (their grey and legend are their registry entry's)."""
     import seaborn as sns
 
     order = method_order(names)
@@ -76,15 +75,11 @@ def method_style(names) -> dict[str, dict]:
     # tab10 without its grey (the baselines' colour); more losses than that get evenly spaced hues.
     tab9 = [c for i, c in enumerate(sns.color_palette("tab10")) if i != 7]
     colours = dict(zip(trained, tab9 if len(trained) <= 9 else sns.color_palette("husl", len(trained))))
-    greys = {"mean": "0.65", "ridge": "0.35", "zero_shot": "0.1"}
-    # The shipped face-age network's private training data may hold the study's people: said
-    # wherever its row is drawn.
-    notes = {"zero_shot": "zero_shot (baseline: shipped network, may have seen FG-NET)"}
     out = {}
     for n in order:
-        base = n in BASELINES
-        out[n] = {"color": greys.get(n, "0.5") if base else colours[n], "ls": "--" if base else "-",
-                  "label": notes.get(n, f"{n} (baseline)") if base else n}
+        b = BASELINES.get(n)
+        out[n] = ({"color": b.grey, "ls": "--", "label": b.label or f"{n} (baseline)"} if b
+                  else {"color": colours[n], "ls": "-", "label": n})
     return out
 
 

