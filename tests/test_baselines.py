@@ -10,7 +10,7 @@ from ageest.train.baselines import grey_features, mean_predictor, ridge_path, ri
 from ageest.config import Config
 from ageest.errors import ConfigError
 from ageest.data.fgnet import scan_images
-from ageest.study.outputs import fold_split
+from ageest.data.splits import fold_split
 from ageest.study.gather import gather
 
 

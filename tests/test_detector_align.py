@@ -94,7 +94,7 @@ def test_fallback_uses_them_unaligned_instead(blobs, tmp_path, faceless):
 
 def test_skipped_images_leave_every_fold_baseline_and_table(blobs, tmp_path, faceless):
     from ageest.study.gather import gather
-    from ageest.study.outputs import fold_split
+    from ageest.data.splits import fold_split
     from ageest.train.baselines import run_baselines
     from ageest.train.fold import run_fold
 
@@ -122,7 +122,7 @@ def test_skipped_images_leave_every_fold_baseline_and_table(blobs, tmp_path, fac
 
 
 def test_a_fold_whose_test_images_are_all_skipped_stops_naming_it(blobs):
-    from ageest.study.outputs import drop_skipped, fold_split
+    from ageest.data.splits import drop_skipped, fold_split
 
     records = scan_images(blobs)
     split, _ = fold_split(records, 3, DETECTOR)

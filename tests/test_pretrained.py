@@ -181,7 +181,7 @@ def test_a_fold_fine_tunes_the_face_age_network_and_predict_scores_as_it_did(syn
 
 def test_zero_shot_baseline_equals_the_network_run_directly(synth_small, tmp_path):
     from ageest.study.gather import gather
-    from ageest.study.outputs import fold_split
+    from ageest.data.splits import fold_split
     from ageest.train.baselines import run_baselines
 
     config = Config(image_size=32, align="landmarks", pretrained="none")

@@ -12,7 +12,8 @@ import pytest
 from ageest.config import from_dict
 from ageest.data.fgnet import scan_images
 from ageest.data.records import Record
-from ageest.data.protocols import (fold_ids, image_level, kfold_assignment, parse_protocol, read_split_table,
+from ageest.data.records import image_level
+from ageest.data.protocols import (kfold_assignment, parse_protocol, read_split_table,
                                    split_file_folds)
 from ageest.data.splits import read_split, split_fold, split_table
 from ageest.errors import ConfigError, DataError
@@ -72,7 +73,7 @@ def test_kfold_is_a_pure_function_of_records_k_and_seed():
 @pytest.mark.parametrize("by", ["subject", "image"])
 def test_kfold_splits_test_each_image_once_and_validate_on_other_people(by):
     tested = []
-    for fold in fold_ids(parse_protocol("kfold:5"), UNEVEN):
+    for fold in parse_protocol("kfold:5").fold_ids(UNEVEN):
         sp = split_fold(UNEVEN, fold, seed=2, val_rate=0.2, by=by, protocol="kfold:5")
         tested += sp.test
         test_people = {UNEVEN[i].subject for i in sp.test}
@@ -118,7 +119,7 @@ FIXED_RECORDS = people({1: [2], 2: [5], 3: [8, 12]})
 
 def test_a_split_file_gives_its_folds_and_roles(tmp_path):
     f = write_split(tmp_path / "fixed.tsv", *FIXED)
-    assert split_file_folds(f) == [1, 2] and fold_ids(parse_protocol(f"split_file:{f}"), FIXED_RECORDS) == [1, 2]
+    assert split_file_folds(f) == [1, 2] and parse_protocol(f"split_file:{f}").fold_ids(FIXED_RECORDS) == [1, 2]
     name = lambda idx: [FIXED_RECORDS[i].name for i in idx]  # noqa: E731
     sp = split_fold(FIXED_RECORDS, 1, protocol=f"split_file:{f}")
     assert (name(sp.train), name(sp.val), name(sp.test)) == (["001A02.JPG"], ["002A05.JPG"], ["003A08.JPG", "003A12.JPG"])

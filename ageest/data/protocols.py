@@ -31,14 +31,137 @@ from ageest.errors import DataError
 ROLES = ("train", "val", "test")
 
 
-@dataclass(frozen=True)
 class Protocol:
-    kind: str
-    k: int = 0  # kfold: the number of folds
-    path: str = ""  # split_file: the table
+    """An evaluation protocol: its folds, which images each fold tests on, and how a fold is named.
+
+    `unit`: what one fold is in tables and logs ('subject' under LOPO, where a fold is a person).
+    `whole`: every image of the data is in each fold, in one role (false for a split file, whose
+    folds use the images they list). `needs_people`: refused on data without people.
+    """
+
+    unit = "fold"
+    whole = True
+    needs_people = False
+    table: str | None = None  # a fixed table of (fold, image, role) the folds are read from
+
+    def folds(self, people: Sequence[int], records: Sequence[Record] | None = None) -> list[int]:
+        """The folds, in order, of data with these people (and records, where the protocol reads them)."""
+        raise NotImplementedError
+
+    def fold_ids(self, records: Sequence[Record]) -> list[int]:
+        """The protocol's folds on these records, in order."""
+        return self.folds(sorted({r.subject for r in records}), records)
+
+    def test_indices(self, records: Sequence[Record], fold: int, seed: int = 0) -> list[int]:
+        """Indices of the images fold `fold` tests on, in the one record order."""
+        order = sorted(range(len(records)), key=lambda i: record_order(records[i]))
+        test = self._tested(records, order, fold, seed)
+        if not test:
+            raise DataError(f"{self.unit} {fold} is not in the data")
+        return test
+
+    def _tested(self, records, order: list[int], fold: int, seed: int) -> list[int]:
+        raise NotImplementedError
+
+    def fixed_roles(self, records: Sequence[Record], fold: int) -> dict[str, list[int]] | None:
+        """The fold's train, val and test indices where the protocol fixes them; None where only
+        the test images are fixed and validation is drawn from the rest."""
+        return None
+
+    def check_test(self, test: Sequence[int], records: Sequence[Record], fold: int, where: str) -> None:
+        """Refuse (DataError naming `where`) a split of `fold` whose test images are not the fold's."""
+
+    def fold_name(self, fold: int) -> str:
+        """How logs name a fold: 'fold=002 (kfold:5)'; under LOPO 'subject=007'."""
+        return f"fold={fold:03d} ({self})"
+
+    def identity(self, fold: int) -> dict:
+        """How metrics.json names its fold: `fold` always, `subject` too under LOPO."""
+        return {"fold": fold}
+
+    @property
+    def folds_of(self) -> str:
+        """Where the folds come from, as an error message says it."""
+        return f"study ({self})"
+
+
+@dataclass(frozen=True)
+class Lopo(Protocol):
+    """Leave one person out: one fold per person, its id the person's."""
+
+    unit = "subject"
+    needs_people = True
 
     def __str__(self) -> str:
-        return {"lopo": "lopo", "kfold": f"kfold:{self.k}", "split_file": f"split_file:{self.path}"}[self.kind]
+        return "lopo"
+
+    def folds(self, people, records=None) -> list[int]:
+        return sorted(people)
+
+    def _tested(self, records, order, fold, seed):
+        return [i for i in order if records[i].subject == fold]
+
+    def check_test(self, test, records, fold, where) -> None:
+        if set(test) != {i for i, r in enumerate(records) if r.subject == fold}:
+            raise DataError(f"{where}: the test images are not exactly those of subject {fold}")
+
+    def fold_name(self, fold: int) -> str:
+        return f"subject={fold:03d}"
+
+    def identity(self, fold: int) -> dict:
+        return {"fold": fold, "subject": fold}
+
+    @property
+    def folds_of(self) -> str:
+        return "data"
+
+
+@dataclass(frozen=True)
+class KFold(Protocol):
+    """K subject-disjoint folds, ids 1..K, balanced in images and age, drawn from the seed."""
+
+    k: int
+
+    def __str__(self) -> str:
+        return f"kfold:{self.k}"
+
+    def folds(self, people, records=None) -> list[int]:
+        if len(people) < self.k:
+            raise DataError(f"kfold: {self.k} folds need at least {self.k} people; the data has {len(people)}")
+        return list(range(1, self.k + 1))
+
+    def _tested(self, records, order, fold, seed):
+        if not 1 <= fold <= self.k:
+            raise DataError(f"fold {fold} is not one of the {self.k} folds of {self}")
+        of = kfold_assignment(records, self.k, seed)
+        return [i for i in order if of[records[i].subject] == fold]
+
+
+@dataclass(frozen=True)
+class SplitFile(Protocol):
+    """A fixed table of (fold, image, role): the folds, and all three roles of each, as it says."""
+
+    path: str
+    whole = False
+
+    def __str__(self) -> str:
+        return f"split_file:{self.path}"
+
+    @property
+    def table(self) -> str:
+        return self.path
+
+    def folds(self, people, records=None) -> list[int]:
+        return sorted(read_split_table(self.path, records)) if records is not None else split_file_folds(self.path)
+
+    def _tested(self, records, order, fold, seed):
+        return list(self.fixed_roles(records, fold)["test"])
+
+    def fixed_roles(self, records, fold):
+        table = read_split_table(self.path, records)
+        if fold not in table:
+            raise DataError(f"{self.path}: no fold {fold} (folds: {', '.join(map(str, sorted(table)))})")
+        return table[fold]
 
 
 def parse_protocol(text: str | Protocol) -> Protocol:
@@ -48,44 +171,14 @@ def parse_protocol(text: str | Protocol) -> Protocol:
         return text
     kind, _, arg = str(text).partition(":")
     if kind == "lopo" and not arg:
-        return Protocol("lopo")
+        return Lopo()
     if kind == "kfold":
         if not (arg.isascii() and arg.isdigit()) or int(arg) < 2:
             raise ValueError("kfold needs a number of folds K >= 2 (kfold:5)")
-        return Protocol("kfold", k=int(arg))
+        return KFold(int(arg))
     if kind == "split_file" and arg:
-        return Protocol("split_file", path=arg)
+        return SplitFile(arg)
     raise ValueError("must be lopo, kfold:K or split_file:PATH")
-
-
-def fold_ids(protocol: Protocol, records: Sequence[Record]) -> list[int]:
-    """The protocol's folds on these records, in order."""
-    if protocol.kind == "lopo":
-        return sorted({r.subject for r in records})
-    if protocol.kind == "kfold":
-        kfold_assignment(records, protocol.k, 0)  # too few people is an error for any seed
-        return list(range(1, protocol.k + 1))
-    return sorted(read_split_table(protocol.path, records))
-
-
-def test_indices(protocol: Protocol, records: Sequence[Record], fold: int, seed: int = 0) -> list[int]:
-    """Indices of the images fold `fold` tests on, in the one record order."""
-    order = sorted(range(len(records)), key=lambda i: record_order(records[i]))
-    if protocol.kind == "lopo":
-        test = [i for i in order if records[i].subject == fold]
-    elif protocol.kind == "kfold":
-        if not 1 <= fold <= protocol.k:
-            raise DataError(f"fold {fold} is not one of the {protocol.k} folds of {protocol}")
-        of = kfold_assignment(records, protocol.k, seed)
-        test = [i for i in order if of[records[i].subject] == fold]
-    else:
-        table = read_split_table(protocol.path, records)
-        if fold not in table:
-            raise DataError(f"{protocol.path}: no fold {fold} (folds: {', '.join(map(str, sorted(table)))})")
-        test = list(table[fold]["test"])
-    if not test:
-        raise DataError(f"{'subject' if protocol.kind == 'lopo' else 'fold'} {fold} is not in the data")
-    return test
 
 
 def kfold_assignment(records: Sequence[Record], k: int, seed: int) -> dict[int, int]:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from ageest.config import add_config_arguments
+from ageest.config import Config, add_config_arguments
 from ageest.errors import DataError
 from ageest.data.records import Record, record_order
-from ageest.data.protocols import Protocol, ROLES, parse_protocol, read_split_table, test_indices
+from ageest.data.protocols import Protocol, ROLES, parse_protocol
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,7 @@ def split_fold(records: Sequence[Record], fold: int, seed: int = 0, val_rate: fl
                by: str = "subject", protocol: Protocol | str = "lopo") -> Split:
     """Split for fold `fold` of `protocol` (default LOPO: the fold that leaves person `fold` out).
 
-    Test: the fold's images (`protocols.test_indices`). by='subject': validation is whole people
+    Test: the fold's images (`Protocol.test_indices`). by='subject': validation is whole people
     (never also in training), drawn in a seeded order until they hold about `val_rate` of the
     non-test images. by='image': the reference recipe's split, a seeded `val_rate` share of the
     non-test images, people shared with training. A split_file protocol gives all three roles.
@@ -38,9 +40,10 @@ def split_fold(records: Sequence[Record], fold: int, seed: int = 0, val_rate: fl
     if by not in ("subject", "image"):
         raise ValueError(f"by must be 'subject' or 'image', got {by!r}")
     protocol = parse_protocol(protocol)
-    if protocol.kind == "split_file":
-        return _fixed(read_split_table(protocol.path, records), fold, protocol)
-    test = test_indices(protocol, records, fold, seed)
+    fixed = protocol.fixed_roles(records, fold)
+    if fixed is not None:
+        return Split(*(tuple(fixed[r]) for r in ROLES))
+    test = protocol.test_indices(records, fold, seed)
     # One order, not the listing's: the split does not depend on how the folder or table was listed.
     order = sorted(range(len(records)), key=lambda i: record_order(records[i]))
     tested = set(test)
@@ -67,12 +70,6 @@ def split_fold(records: Sequence[Record], fold: int, seed: int = 0, val_rate: fl
     if not train or not val_idx:
         raise DataError(f"fold {fold}: too few images to split ({len(rest)} outside the test set)")
     return Split(tuple(train), tuple(val_idx), tuple(test))
-
-
-def _fixed(table: dict, fold: int, protocol: Protocol) -> Split:
-    if fold not in table:
-        raise DataError(f"{protocol.path}: no fold {fold} (folds: {', '.join(map(str, sorted(table)))})")
-    return Split(*(tuple(table[fold][r]) for r in ("train", "val", "test")))
 
 
 def split_table(records: Sequence[Record], split: Split) -> str:
@@ -103,11 +100,10 @@ def read_split(path: str | Path, records: Sequence[Record], fold: int, protocol:
                             f"(train/val/test) of an image in the data")
         by_role[row[3]].append(index[row[0]])
     listed = [i for idx in by_role.values() for i in idx]
-    whole = protocol.kind != "split_file"
+    whole = protocol.whole
     if len(listed) != len(set(listed)) or (whole and len(listed) != len(records)):
         raise DataError(f"split file {path} does not list every image of the data exactly once")
-    if protocol.kind == "lopo" and set(by_role["test"]) != {i for i, r in enumerate(records) if r.subject == fold}:
-        raise DataError(f"split file {path}: the test images are not exactly those of subject {fold}")
+    protocol.check_test(by_role["test"], records, fold, f"split file {path}")
     tested = {records[i].subject for i in by_role["test"]}
     if not by_role["test"] or not by_role["train"] or not by_role["val"]:
         raise DataError(f"split file {path}: no test, no training or no validation images")
@@ -115,6 +111,33 @@ def read_split(path: str | Path, records: Sequence[Record], fold: int, protocol:
         if tested & {records[i].subject for i in by_role[role]}:
             raise DataError(f"split file {path}: people of the test images are also in {role}")
     return Split(*(tuple(sorted(by_role[r], key=lambda i: record_order(records[i]))) for r in ROLES))
+
+
+def fold_split(records: Sequence[Record], fold: int, config: Config,
+               split_file: str | Path | None = None) -> tuple[Split, str]:
+    """The fold's split under the config's protocol (from `split_file` if given, else drawn from the
+    config's seed) and its short digest."""
+    split = (read_split(split_file, records, fold, config.protocol) if split_file
+             else split_fold(records, fold, config.seed, config.val_rate, config.val_split, config.protocol))
+    return split, hashlib.sha256(split_table(records, split).encode()).hexdigest()[:16]
+
+
+def drop_skipped(split: Split, records: Sequence[Record], skipped: Sequence[str],
+                 fold: int) -> tuple[Split, dict[str, int]]:
+    """The split without the images the cache skipped (`on_no_face: skip`: no face found, no
+    landmarks), and how many each part lost (`n_train_skipped`, `n_val_skipped`, `n_test_skipped`,
+    as metrics.json records them). The split's digest stays the one of the split drawn: skipping
+    is the cache's, recorded beside it. A part left empty stops the fold (DataError): a fold
+    without test images has no MAE to gather, one without training or validation images no model.
+    """
+    gone = set(skipped)
+    parts = {k: tuple(i for i in getattr(split, k) if records[i].name not in gone) for k in ("train", "val", "test")}
+    counts = {f"n_{k}_skipped": len(getattr(split, k)) - len(v) for k, v in parts.items()}
+    empty = [k for k, v in parts.items() if not v and getattr(split, k)]
+    if empty:
+        raise DataError(f"fold {fold:03d}: all its {' and '.join(empty)} images were skipped (on_no_face: skip, "
+                        "no points to align on); leave the fold out of `subjects`, or set align_fallback: true")
+    return dataclasses.replace(split, **parts), counts
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

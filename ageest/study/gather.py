@@ -36,6 +36,7 @@ import pandas as pd
 
 from ageest.study import stats
 from ageest.config import OPERATIONAL_KEYS
+from ageest.data.protocols import parse_protocol
 from ageest.errors import AgeestError
 from ageest.io import atomic_path, remove_temporaries
 
@@ -218,7 +219,7 @@ def check_consistent(folds: list[Fold]) -> None:
 
 def fold_unit(folds: list[Fold]) -> str:
     """What a fold is called in the tables: 'subject' under LOPO (a fold is a person), else 'fold'."""
-    return "subject" if folds[0].protocol == "lopo" else "fold"
+    return parse_protocol(folds[0].protocol).unit
 
 
 def protocol_label(folds: list[Fold]) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from ageest.config import default
 from ageest.errors import AgeestError, ConfigError
 from ageest.methods import BASELINES, LOSSES
 
@@ -56,8 +57,7 @@ class Study:
         """protocol split_file: the table the split jobs read (their input); None otherwise."""
         from ageest.data.protocols import parse_protocol
 
-        p = parse_protocol(self.training.get("protocol", "lopo"))
-        return p.path if p.kind == "split_file" else None
+        return parse_protocol(self.training.get("protocol", "lopo")).table
 
     @property
     def data_root(self) -> str:
@@ -130,8 +130,8 @@ def plan_study(config: dict, project_dir: str | Path, local: bool = True, check_
     all_folds = _protocol_folds(protocol, every, records, images if rule is None else None)
     folds = _selected(config["subjects"], all_folds, protocol)
     k = int(config["resources"]["folds_per_job"]) if local else 1
-    if protocol != "lopo":
-        training["protocol"] = protocol  # absent under lopo: a LOPO study's training.yaml is unchanged
+    if str(protocol) != default("protocol"):
+        training["protocol"] = str(protocol)  # absent under lopo: a LOPO study's training.yaml is unchanged
     return Study(config, losses, list(config["baselines"]), _seeds(config, training), folds, all_folds, images,
                  rule, sums, {**training, "save_model": bool(config["keep_models"])},
                  [folds[i:i + k] for i in range(0, len(folds), k)], gpu, root,
@@ -198,8 +198,8 @@ def _losses(config: dict) -> list[str]:
     return list(config["losses"])
 
 
-def _protocol(config: dict) -> str:
-    """The top-level `protocol` as the training key's string ('lopo', 'kfold:5', 'split_file:PATH')."""
+def _protocol(config: dict):
+    """The top-level `protocol` as an ageest.data.protocols.Protocol."""
     from ageest.data.protocols import parse_protocol
 
     if "protocol" in config["training"]:
@@ -211,33 +211,20 @@ def _protocol(config: dict) -> str:
         protocol = parse_protocol(text)
     except ValueError as e:
         raise ConfigError(str(e), "protocol") from None
-    if protocol.kind == "split_file" and not os.path.isfile(protocol.path):
-        raise ConfigError(f"split file '{protocol.path}' not found", "protocol")
-    return text
+    if protocol.table and not os.path.isfile(protocol.table):
+        raise ConfigError(f"split file '{protocol.table}' not found", "protocol")
+    return protocol
 
 
-def _protocol_folds(protocol: str, people: list[int], records, images: str | None) -> list[int]:
+def _protocol_folds(protocol, people: list[int], records, images: str | None) -> list[int]:
     """The protocol's folds: under lopo the people; kfold 1..K (K at most the people); a split
     file's, every row checked against the data when the data is there (else in the split jobs)."""
-    from ageest.data.protocols import fold_ids, parse_protocol
-
-    p = parse_protocol(protocol)
-    if p.kind == "lopo":
-        return people
-    if p.kind == "kfold":
-        if p.k > len(people):
-            raise ConfigError(f"kfold: {p.k} folds need at least {p.k} people; the data has {len(people)}", "protocol")
-        return list(range(1, p.k + 1))
-    if records is None and images and os.path.isdir(images):
+    if records is None and protocol.table and images and os.path.isdir(images):
         from ageest.data.fgnet import scan_images
 
         records = scan_images(images)
     try:
-        if records is not None:
-            return fold_ids(p, records)
-        from ageest.data.protocols import split_file_folds
-
-        return split_file_folds(p.path)
+        return protocol.folds(people, records)
     except AgeestError as e:
         raise ConfigError(str(e), "protocol") from None
 
@@ -345,7 +332,7 @@ def _manifest_source(config: dict) -> tuple[str, str]:
     return manifest, root
 
 
-def _manifest_records(config: dict, manifest: str, root: str, training: dict, protocol: str,
+def _manifest_records(config: dict, manifest: str, root: str, training: dict, protocol,
                       check_files: bool = True) -> list:
     """The records of a manifest, every row checked now (before any job), ages against the training
     age range: a bad row is a ConfigError naming data.manifest, its message the row and column."""
@@ -357,7 +344,7 @@ def _manifest_records(config: dict, manifest: str, root: str, training: dict, pr
         m = read_manifest(manifest, root, ages=(c.min_age, c.max_age), check_files=check_files)
     except AgeestError as e:
         raise ConfigError(str(e), "data.manifest") from None
-    if not m.has_subjects and protocol == "lopo":
+    if not m.has_subjects and protocol.needs_people:
         # Without people only image-level protocols run: each image is then its own person.
         raise ConfigError(f"{manifest} has no subject column: leave-one-person-out needs each image's "
                           "person (add a subject column, or set protocol: {kfold: K} for image-level folds)",
@@ -369,14 +356,14 @@ def _manifest_records(config: dict, manifest: str, root: str, training: dict, pr
     return m.records
 
 
-def _selected(wanted: Any, every: list[int], protocol: str) -> list[int]:
+def _selected(wanted: Any, every: list[int], protocol) -> list[int]:
     if wanted == "all":
         return every
     wanted = [int(s) for s in wanted]  # --config subjects=[1,2] gives strings
     _no_repeats(wanted, "subjects")
     missing = sorted(set(wanted) - set(every))
     if missing:
-        what, where = ("subject", "data") if protocol == "lopo" else ("fold", f"study ({protocol})")
+        what, where = protocol.unit, protocol.folds_of
         raise ConfigError(f"{what}(s) {', '.join(map(str, missing))} not in the {where} ({len(every)} {what}s: "
                           f"{every[0]}..{every[-1]})", "subjects")
     return sorted(wanted)

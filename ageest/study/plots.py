@@ -90,9 +90,9 @@ def _most_seeds(df: pd.DataFrame) -> int:
 
 def _study_note(folds: pd.DataFrame) -> str:
     seeds = _most_seeds(folds)
-    protocol = str(folds["protocol"].iloc[0]) if "protocol" in folds.columns else "lopo"
-    what = (f"LOPO, {folds['subject'].nunique()} subjects" if protocol == "lopo"
-            else f"{protocol}, {folds['fold'].nunique()} folds")
+    # The table says what a fold is: its fold column is 'subject' under LOPO, 'fold' otherwise.
+    what = (f"LOPO, {folds['subject'].nunique()} subjects" if "subject" in folds.columns
+            else f"{folds['protocol'].iloc[0]}, {folds['fold'].nunique()} folds")
     return what + (f", up to {seeds} training seeds" if seeds > 1 else "")
 
 

@@ -172,7 +172,8 @@ def run_baselines(images: str | Path, methods: Sequence[str], folds: Sequence[in
     from ageest.pipeline.cache import cache_meta, default_cache_path, default_points_dir, open_cache
     from ageest.data.reader import read_records
     from ageest.data.fingerprint import data_fingerprint
-    from ageest.study.outputs import drop_skipped, fold_identity, fold_split, predictions_tsv, provenance
+    from ageest.data.splits import drop_skipped, fold_split
+    from ageest.train.outputs import fold_identity, predictions_tsv, provenance
     from ageest.io import write_json_atomic, write_text_atomic
 
     needs = {BASELINES[m].needs for m in methods if m in BASELINES}

@@ -21,6 +21,7 @@ import torch
 
 from ageest import __version__
 from ageest.config import Config, add_config_arguments, load_config
+from ageest.data.protocols import parse_protocol
 from ageest.data.reader import add_data_arguments, read_records
 from ageest.data.fingerprint import data_fingerprint
 from ageest.errors import AgeestError, DataError
@@ -29,7 +30,8 @@ from ageest.nn.losses import LOSSES, LossSpec, loss_spec
 from ageest.nn.model import backbone_batchnorms, build_model, head_parameters
 from ageest.pipeline.cache import default_cache_path, default_points_dir, open_cache
 from ageest.pipeline.sources import PlainSource, TensorSource
-from ageest.study.outputs import drop_skipped, fold_identity, fold_split, predictions_tsv, provenance
+from ageest.data.splits import drop_skipped, fold_split
+from ageest.train.outputs import fold_identity, predictions_tsv, provenance
 from ageest.train.checkpoint import STATE_FILE, FoldState, StopFlag, load_state, save_state, stop_on_signals
 from ageest.train.devices import resolve_device
 from ageest.train.engine import EpochState, autocast_for, evaluate, precision_name, train_one_epoch, uses_bf16
@@ -250,8 +252,7 @@ def _make_sources(records, split, config: Config, device, cache, points_dir, cha
 
 
 def _named(fold_id: int, config: Config) -> str:
-    """'subject=007' under LOPO, 'fold=002 (kfold:5)' under another protocol: how logs name a fold."""
-    return f"subject={fold_id:03d}" if config.protocol == "lopo" else f"fold={fold_id:03d} ({config.protocol})"
+    return parse_protocol(config.protocol).fold_name(fold_id)
 
 
 def _check_ages(ages: list[int], config: Config) -> None:
