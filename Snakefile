@@ -19,7 +19,7 @@ if not workflow.overwrite_configfiles:
     configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
-# What runs (and every config check, naming its key) is decided by ageest.study.plan, which
+# What runs (and every config check, naming its key) is decided by ageest.plan, which
 # common.smk calls once, before any job is planned.
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"

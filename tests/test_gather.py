@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from ageest.errors import AgeestError
-from ageest.study.gather import gather, main_columns
+from ageest.study.catalog import columns
+from ageest.study.gather import gather
 
 CONFIG = {"epochs": 2, "lr": 0.002, "image_size": 32, "device": "cpu", "threads": 1}
 
@@ -59,7 +60,7 @@ def test_tables(tmp_path):
     for name in ("folds", "summary", "comparison", "predictions", "history"):
         assert (tmp_path / "out" / f"{name}.tsv").is_file()
     folds = pd.read_csv(tmp_path / "out" / "folds.tsv", sep="\t")
-    assert list(folds.columns) == main_columns("folds")
+    assert list(folds.columns) == columns("folds")
     assert folds.set_index(["loss", "subject"]).loc[("softmax", 3), "mae"] == 5.0
 
     s = pd.read_csv(tmp_path / "out" / "summary.tsv", sep="\t").set_index("loss")
@@ -167,7 +168,8 @@ def test_cli_one_line_error(tmp_path, capsys):
                                         lambda d: [make_fold(d, loss, 1) for loss in ("mean_variance", "softmax")]],
                          ids=["one_seed", "seeded", "one_subject"])
 def test_plots(tmp_path, make_study):
-    from ageest.study.plots import PLOTS, make_plots
+    from ageest.study.catalog import PLOTS
+    from ageest.study.plots import make_plots
 
     gather(make_study(tmp_path), tmp_path / "tables", n_boot=100)
     made = make_plots(tmp_path / "tables", tmp_path / "plots", reference="softmax")
@@ -220,7 +222,7 @@ def test_seeds_tables_by_hand(tmp_path):
     t = gather(seeded_study(tmp_path), tmp_path / "out", reference="softmax", n_boot=2000, seed=0)
     read = {n: pd.read_csv(tmp_path / "out" / f"{n}.tsv", sep="\t") for n in t}
     folds = read["folds"]
-    assert list(folds.columns) == main_columns("folds", seeded=True)  # a seed column after the loss
+    assert list(folds.columns) == columns("folds", seeded=True)  # a seed column after the loss
     assert len(folds) == 2 * 2 * 3 + 3
     assert folds.set_index(["loss", "seed", "subject"]).loc[("softmax", 1, 3), "mae"] == 4.0
     assert "seed" in read["predictions"].columns and "seed" in read["history"].columns
@@ -276,9 +278,9 @@ def test_one_seed_per_method_keeps_the_one_seed_tables(tmp_path):
     for name in ("folds", "predictions", "history"):
         cols = pd.read_csv(tmp_path / "out" / f"{name}.tsv", sep="\t").columns
         assert "seed" not in cols, name
-    assert list(pd.read_csv(tmp_path / "out" / "folds.tsv", sep="\t").columns) == main_columns("folds")
+    assert list(pd.read_csv(tmp_path / "out" / "folds.tsv", sep="\t").columns) == columns("folds")
     s = pd.read_csv(tmp_path / "out" / "summary.tsv", sep="\t")
-    assert list(s.columns[:len(main_columns("summary"))]) == main_columns("summary")
+    assert list(s.columns[:len(columns("summary"))]) == columns("summary")
     assert s["n_seeds"].tolist() == [1, 1] and s["mae_seed_sd"].isna().all()
 
 
@@ -313,12 +315,12 @@ def test_skipped_test_images_are_counted_per_fold_seed_and_method(tmp_path):
         p.write_text(json.dumps({**json.loads(p.read_text()), "n_test_skipped": n}))
     t = gather(paths, tmp_path / "out", n_boot=100)
     folds = pd.read_csv(tmp_path / "out" / "folds.tsv", sep="\t")
-    assert list(folds.columns) == main_columns("folds") and main_columns("folds")[-2:] == ["skipped", "protocol"]
+    assert list(folds.columns) == columns("folds") and columns("folds")[-2:] == ["skipped", "protocol"]
     assert folds.set_index(["loss", "subject"])["skipped"].to_dict() == {
         ("mean_variance", 1): 2, ("mean_variance", 2): 0, ("mean_variance", 3): 1,
         ("softmax", 1): 0, ("softmax", 2): 3, ("softmax", 3): 0}
     s = pd.read_csv(tmp_path / "out" / "summary.tsv", sep="\t")
-    assert list(s.columns[:len(main_columns("summary"))]) == main_columns("summary")
+    assert list(s.columns[:len(columns("summary"))]) == columns("summary")
     assert s.set_index("loss")["skipped"].to_dict() == {"mean_variance": 3, "softmax": 3}
     assert t["seeds"].set_index("loss")["skipped"].to_dict() == {"mean_variance": 3, "softmax": 3}
-    assert list(t["seeds"].columns[:len(main_columns("seeds"))]) == main_columns("seeds")
+    assert list(t["seeds"].columns[:len(columns("seeds"))]) == columns("seeds")

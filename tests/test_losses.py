@@ -364,7 +364,7 @@ def test_a_study_listing_every_loss_plans_one_fold_per_loss_and_subject(tmp_path
     import yaml
 
     from ageest.errors import ConfigError
-    from ageest.study.plan import plan_study
+    from ageest.plan import plan_study
     from test_workflow import CONFIG, ROOT, make_fake_fgnet, n_fake_subjects
 
     tmp = tmp_path_factory.mktemp("plan")

@@ -16,7 +16,7 @@ from ageest.data.manifest import read_manifest
 from ageest.data.records import subject_ids
 from ageest.data.splits import split_fold, split_table
 from ageest.errors import ConfigError, DataError
-from ageest.study.plan import plan_study
+from ageest.plan import plan_study
 
 ROOT = Path(__file__).resolve().parents[1]
 

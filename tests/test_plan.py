@@ -1,4 +1,4 @@
-"""The study plan (ageest.study.plan): what the workflow runs, decided from the config alone, and
+"""The study plan (ageest.plan): what the workflow runs, decided from the config alone, and
 every config error named by its key. Unit tests: no Snakemake process (tests/test_workflow.py
 keeps a few for what only Snakemake shows)."""
 
@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from ageest.errors import ConfigError
-from ageest.study.plan import plan_study
+from ageest.plan import plan_study
 from test_workflow import FAKE, make_fake_fgnet
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,7 +156,7 @@ def test_missing_subjects_are_named(fake):
 def test_placeholders_of_a_profile():
     from types import SimpleNamespace
 
-    from ageest.study.plan import placeholders
+    from ageest.plan import placeholders
 
     settings = SimpleNamespace(default_resources={"slurm_account": "YOUR_ACCOUNT", "mem_mb": 100},
                                overwrite_resources={"train": {"slurm_partition": "'YOUR_GPU_PARTITION'"}})
@@ -183,7 +183,7 @@ def test_dry_run_of_the_demo_imports_no_torch(tmp_path):
 def test_jobs_run_here_unless_a_remote_job_or_a_slurm_profile():
     from types import SimpleNamespace
 
-    from ageest.study.plan import runs_jobs_here
+    from ageest.plan import runs_jobs_here
 
     def wf(default, per_rule, remote=False):
         return SimpleNamespace(remote_exec=remote, resource_settings=SimpleNamespace(

@@ -35,18 +35,20 @@ from typing import Any, Sequence
 import pandas as pd
 
 from ageest.study import stats
+from ageest.study.catalog import PER_FOLD, TABLES, THETAS
 from ageest.config import OPERATIONAL_KEYS
 from ageest.data.protocols import parse_protocol
 from ageest.errors import AgeestError
 from ageest.io import atomic_path, remove_temporaries
 
-TABLE_NAMES = ("folds", "summary", "seeds", "comparison", "predictions", "history")  # what gather writes
-THETAS = range(11)
 BAND_WIDTH = 10
 PREDICTION_COLUMNS = ("predicted_age", "predicted_age_rounded")
 
 
-class Fold:
+class FoldResult:
+    """One finished fold as gather reads it (trained or baseline): its metrics, its predictions
+    and, for a trained fold, its training history."""
+
     def __init__(self, metrics_path: Path, metrics: dict[str, Any], predictions: pd.DataFrame,
                  history: pd.DataFrame | None):
         self.path = metrics_path
@@ -71,7 +73,7 @@ def _metrics_path(p: str | Path) -> Path:
     return p / "metrics.json" if p.is_dir() else p
 
 
-def load_fold(path: str | Path) -> Fold:
+def load_fold(path: str | Path) -> FoldResult:
     """One fold from its metrics.json (or its folder); predictions.tsv must be beside it."""
     mpath = _metrics_path(path)
     try:
@@ -104,7 +106,7 @@ def load_fold(path: str | Path) -> Fold:
         raise AgeestError(f"{ppath}: no test images (a header and no rows)")
     hpath = mpath.parent / "history.tsv"
     history = _read_table(hpath) if hpath.is_file() else None
-    return Fold(mpath, metrics, pred, history)
+    return FoldResult(mpath, metrics, pred, history)
 
 
 def _read_table(path: Path) -> pd.DataFrame:
@@ -115,7 +117,7 @@ def _read_table(path: Path) -> pd.DataFrame:
         raise AgeestError(f"{path}: not a readable table ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
 
 
-def load_folds(paths: list[str | Path]) -> list[Fold]:
+def load_folds(paths: list[str | Path]) -> list[FoldResult]:
     folds = [load_fold(p) for p in paths]
     seeds: dict[str, set[int]] = {}
     for f in folds:
@@ -139,9 +141,9 @@ def _comparable_config(cfg: dict[str, Any]) -> str:
     return json.dumps(_comparable(cfg), sort_keys=True)
 
 
-def _name_outliers(folds: list[Fold], key_of, what: str) -> None:
+def _name_outliers(folds: list[FoldResult], key_of, what: str) -> None:
     """Refuse folds that disagree on key_of(fold): name the folds outside the largest group."""
-    groups: dict[str, list[Fold]] = {}
+    groups: dict[str, list[FoldResult]] = {}
     for f in folds:
         groups.setdefault(key_of(f), []).append(f)
     if len(groups) <= 1:
@@ -153,13 +155,13 @@ def _name_outliers(folds: list[Fold], key_of, what: str) -> None:
                       f"{len(majority)} fold(s) (e.g. {majority[0].label})")
 
 
-def _config_difference(folds: list[Fold]) -> str:
+def _config_difference(folds: list[FoldResult]) -> str:
     cfgs = [_comparable(f.metrics["config"]) for f in folds]
     keys = sorted({k for c in cfgs for k in c if any(c.get(k) != d.get(k) for d in cfgs)})
     return ", ".join(keys)
 
 
-def _precision(fold: Fold) -> str | None:
+def _precision(fold: FoldResult) -> str | None:
     """'bf16' or 'fp32' for a trained fold (from its `bf16` flag where it predates `precision`)."""
     m = fold.metrics
     if "precision" in m:
@@ -167,12 +169,12 @@ def _precision(fold: Fold) -> str | None:
     return ("bf16" if m["bf16"] else "fp32") if "bf16" in m else None
 
 
-def check_consistent(folds: list[Fold]) -> None:
+def check_consistent(folds: list[FoldResult]) -> None:
     """One study: no fold twice, one data fingerprint, one training config, one training precision,
     one split per subject (where folds record it), same subjects per method and seed."""
     if not folds:
         raise AgeestError("no folds given")
-    seen: dict[tuple[str, int, int], Fold] = {}
+    seen: dict[tuple[str, int, int], FoldResult] = {}
     for f in folds:
         key = (f.loss, f.seed, f.fold)
         if key in seen:
@@ -208,7 +210,7 @@ def check_consistent(folds: list[Fold]) -> None:
     elif not folds[0].protocol.startswith("split_file:"):
         # k-fold: each image tested once per method and seed, each person in one fold only.
         for what in ("image", "subject"):
-            where: dict[tuple, Fold] = {}
+            where: dict[tuple, FoldResult] = {}
             for f in folds:
                 for v in set(f.predictions[what]):
                     other = where.setdefault((f.loss, f.seed, v), f)
@@ -217,18 +219,18 @@ def check_consistent(folds: list[Fold]) -> None:
                                           f"the folds of {f.protocol} must test disjoint people")
 
 
-def fold_unit(folds: list[Fold]) -> str:
+def fold_unit(folds: list[FoldResult]) -> str:
     """What a fold is called in the tables: 'subject' under LOPO (a fold is a person), else 'fold'."""
     return parse_protocol(folds[0].protocol).unit
 
 
-def protocol_label(folds: list[Fold]) -> str:
+def protocol_label(folds: list[FoldResult]) -> str:
     """The protocol as the tables state it, 'image-level' where the data has no people."""
     f = folds[0]
     return f"{f.protocol}, image-level (no subject column: each image its own person)" if f.image_level else f.protocol
 
 
-def predictions_table(folds: list[Fold], prediction: str = "predicted_age") -> pd.DataFrame:
+def predictions_table(folds: list[FoldResult], prediction: str = "predicted_age") -> pd.DataFrame:
     """All test predictions, one row per (loss, seed, image), with error = prediction - age (years)."""
     if prediction not in PREDICTION_COLUMNS:
         raise AgeestError(f"--prediction must be one of {', '.join(PREDICTION_COLUMNS)}")
@@ -254,28 +256,10 @@ def predictions_table(folds: list[Fold], prediction: str = "predicted_age") -> p
     return out[[c for c in cols if c in out.columns] + [c for c in out.columns if c not in cols]]
 
 
-# `skipped`: test images the cache skipped (on_no_face: skip), after each table's other fixed columns.
-FOLDS_COLUMNS = ["loss", "seed", "subject", "n_test", "mae", "best_epoch", "val_mae", "seconds", "skipped"]
-SUMMARY_COLUMNS = (["loss", "n_subjects", "images", "mae", "mae_rounded", "subject_mae_mean", "subject_mae_sd"]
-                   + [f"cs_{t}" for t in THETAS])
-SEED_COLUMNS = ["n_seeds", "mae_seed_sd", "mae_ci_low", "mae_ci_high"]
-# Tables with one row per fold or image: their seed column is dropped when no method has two seeds.
-PER_FOLD = ("folds", "predictions", "history")
+FOLDS_COLUMNS = [c for c in TABLES["folds"] if c != "protocol"]  # the protocol column is added last
 
 
-def main_columns(table: str, seeded: bool = False) -> list[str]:
-    """Fixed leading columns of a table (summary, seeds and predictions add data-dependent ones)."""
-    cols = {
-        "folds": FOLDS_COLUMNS + ["protocol"],  # under a protocol other than lopo 'subject' reads 'fold'
-        "summary": SUMMARY_COLUMNS + SEED_COLUMNS + ["skipped"],
-        "seeds": SUMMARY_COLUMNS[:1] + ["seed"] + SUMMARY_COLUMNS[1:] + ["skipped"],
-        "comparison": COMPARISON_COLUMNS,
-        "predictions": ["loss", "seed", "subject", "image", "age", "predicted_age", "error", "abs_error"],
-    }[table]
-    return cols if seeded or table not in PER_FOLD else [c for c in cols if c != "seed"]
-
-
-def folds_table(folds: list[Fold], preds: pd.DataFrame) -> pd.DataFrame:
+def folds_table(folds: list[FoldResult], preds: pd.DataFrame) -> pd.DataFrame:
     """One row per (method, seed, fold); the fold column is named by `fold_unit`."""
     rows = []
     for f in folds:
@@ -293,7 +277,7 @@ def subject_maes(preds: pd.DataFrame) -> pd.Series:
     return preds.groupby(["loss", "seed", "subject"], sort=False)["abs_error"].apply(stats.mae)
 
 
-def _losses_in_order(folds: list[Fold]) -> list[str]:
+def _losses_in_order(folds: list[FoldResult]) -> list[str]:
     return list(dict.fromkeys(f.loss for f in folds))
 
 
@@ -349,21 +333,14 @@ def summary_table(seeds_t: pd.DataFrame, img_err: pd.Series, n_boot: int = 10000
                                      n_boot=n_boot, seed=seed)
         out.loc[loss, ["mae_ci_low", "mae_ci_high"]] = ci["ci_low"], ci["ci_high"]
     out = out.reset_index()
-    first = SUMMARY_COLUMNS + SEED_COLUMNS + ["skipped"]
+    first = list(TABLES["summary"])
     return out[first + [c for c in seeds_t.columns if c not in first and c != "seed"]]
 
 
 # The unit of every figure is in its name: image_* over test images (image-weighted, the LOPO MAE),
 # subject_* over subjects (one MAE per person). Images of one person are not independent, so the
 # image-level CI and p come from a subject-clustered bootstrap (people resampled, not images).
-COMPARISON_COLUMNS = [
-    "loss", "reference", "n_subjects", "n_images", "image_mae", "image_mae_reference",
-    "image_mae_diff", "image_clustered_ci_low", "image_clustered_ci_high", "image_clustered_p",
-    "images_improved", "images_worse", "images_tied",
-    "subject_mae_diff", "subject_wilcoxon_p", "subject_ci_low", "subject_ci_high",
-    "subjects_improved", "subjects_worse", "subjects_tied", "bootstrap", "seed",
-    "n_seeds", "n_seeds_reference",
-]
+COMPARISON_COLUMNS = list(TABLES["comparison"])
 
 
 def seed_averaged(preds: pd.DataFrame, sub_t: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -428,7 +405,7 @@ def _compare_with(reference: str, losses: list[str], img_err: pd.Series, sub_mae
     return rows
 
 
-def history_table(folds: list[Fold]) -> pd.DataFrame:
+def history_table(folds: list[FoldResult]) -> pd.DataFrame:
     rows = []
     for f in folds:
         if f.history is not None and len(f.history):
@@ -452,7 +429,7 @@ def gather(paths: list[str | Path], outdir: str | Path, reference: str = "softma
            compare_with: Sequence[str] = ()) -> dict[str, pd.DataFrame]:
     """Read the folds, check they form one study, write the six tables; returns them by name.
     The comparison is against `reference`, then against each of `compare_with`."""
-    remove_temporaries(Path(outdir) / f"{t}.tsv" for t in TABLE_NAMES)  # a killed gather's
+    remove_temporaries(Path(outdir) / f"{t}.tsv" for t in TABLES)  # a killed gather's
     folds = load_folds(paths)
     check_consistent(folds)
     losses = _losses_in_order(folds)

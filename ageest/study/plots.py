@@ -22,10 +22,10 @@ import pandas as pd
 
 from ageest.errors import AgeestError
 from ageest.methods import BASELINES
-from ageest.study.gather import PER_FOLD, subject_maes
+from ageest.study.catalog import PER_FOLD, PLOTS
+from ageest.study.gather import subject_maes
 from ageest.io import atomic_path, remove_temporaries
 
-PLOTS = ("ranking", "subject_mae_paired", "cs_curves", "predicted_vs_true", "mae_by_age_band", "training_curves")
 PANEL_COLUMNS = 3  # panels per row in the per-method plots
 
 

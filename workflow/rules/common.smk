@@ -1,4 +1,4 @@
-# Constants, the study plan (ageest.study.plan: validation, losses, seeds, protocol and folds, data source,
+# Constants, the study plan (ageest.plan: validation, losses, seeds, protocol and folds, data source,
 # training jobs and their resources, config errors named by key) and path helpers. No torch import.
 
 import os
@@ -7,7 +7,8 @@ import sys
 from snakemake.exceptions import WorkflowError
 
 from ageest.errors import ConfigError
-from ageest.study.plan import DOWNLOAD_ROOT, ageest_on_path, placeholders, plan_study, runs_jobs_here
+from ageest.study.catalog import PLOTS, TABLES
+from ageest.plan import DOWNLOAD_ROOT, ageest_on_path, placeholders, plan_study, runs_jobs_here
 
 DOWNLOAD_ZIP = "resources/FGNET.zip"
 TORCH_HOME = "resources/torch"
@@ -15,8 +16,6 @@ TRAINING_YAML = "results/config/training.yaml"
 MANIFEST = "results/data/manifest.tsv"
 SPLIT_FILE = "results/splits/{fold}.tsv"
 CACHE = "results/data/cache.npy"  # + cache.npy.json (metadata) beside it
-TABLES = ["folds", "summary", "seeds", "comparison", "predictions", "history"]
-PLOTS = ["ranking", "subject_mae_paired", "cs_curves", "predicted_vs_true", "mae_by_age_band", "training_curves"]
 
 if not ageest_on_path():  # shell commands call `ageest`: the one beside this Python, else PATH's
     raise WorkflowError("the `ageest` command is not installed (pip install -e '.[workflow]')")
