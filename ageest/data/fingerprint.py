@@ -56,6 +56,12 @@ def data_fingerprint(records: list[Record], points_dir: str | Path | None = None
     return h.hexdigest()[:16]
 
 
+def fold_fingerprint(records: list[Record], config, points_dir: str | Path | None) -> str:
+    """The fingerprint a fold, a baseline and a cache record: the landmark files count as data
+    where the config aligns on them (an edited .pts is another data set)."""
+    return data_fingerprint(records, points_dir if config.align == "landmarks" else None)
+
+
 def check_duplicates(records: list[Record], digests: list[str]) -> int:
     """Refuse (one line naming both) two images of the same bytes under two people: a copy would
     put one photo in training and in test. Returns how many images repeat another of their person."""

@@ -28,13 +28,15 @@ import numpy as np
 from ageest.config import Config, add_config_arguments, load_config
 from ageest.errors import DataError
 from ageest.data.reader import add_data_arguments, read_records
-from ageest.data.fingerprint import data_fingerprint, landmarks_digest
+from ageest.data.fingerprint import fold_fingerprint, landmarks_digest
 from ageest.data.imageio import load_rgb
 from ageest.data.records import Record
 from ageest.io import atomic_path, open_lock_file, remove_temporaries, write_json_atomic, write_text_atomic
 from ageest.data.landmarks import default_points_dir  # re-exported: train and baselines import it from here
 
-CACHE_VERSION = 1
+# 2: the fingerprint is the fold's (landmarks included). A cache of another version is refused by
+# name; the default path names the version, so a default cache is simply built anew.
+CACHE_VERSION = 2
 
 
 def square_resize(rgb: np.ndarray, size: int) -> np.ndarray:
@@ -136,8 +138,10 @@ def template_key(config: Config) -> str | None:
     return f"{t.name}@{config.image_size}" if t.of_crop else t.name
 
 
-def cache_meta(records: Sequence[Record], config: Config, points_dir: Path | None) -> dict:
+def cache_meta(records: Sequence[Record], config: Config, points_dir: Path | None,
+               fingerprint: str | None = None) -> dict:
     """What a cache is built from: every key but points_dir must match for a cache to be used.
+    `fingerprint`: the data's (`data_fingerprint`), where the caller has it already.
 
     `landmarks`: with landmark alignment, the digest of the landmarks each image is aligned with
     (fingerprint.landmarks_digest: `.pts` bytes, a manifest's x/y points), so an edited landmark never
@@ -152,7 +156,7 @@ def cache_meta(records: Sequence[Record], config: Config, points_dir: Path | Non
     return {
         "version": CACHE_VERSION,
         "names": [r.name for r in records],
-        "fingerprint": data_fingerprint(records),
+        "fingerprint": fingerprint or fold_fingerprint(records, config, points_dir),
         "landmarks": landmarks_digest(points_dir, list(records)) if on_landmarks else None,
         "size": config.resize_size,
         "align": config.align,
@@ -162,14 +166,6 @@ def cache_meta(records: Sequence[Record], config: Config, points_dir: Path | Non
         "on_no_face": config.on_no_face if aligned and not config.align_fallback else None,
         "points_dir": str(points_dir) if on_landmarks else None,
     }
-
-
-def _legacy_keys(meta: dict) -> dict:
-    """Identity keys a cache built before they existed lacks, as that build had them: no detector,
-    and an image without landmarks was an error (`fatal`) unless it fell back."""
-    stopped = meta.get("align", "none") != "none" and not meta.get("align_fallback")
-    return {"detector": None, "on_no_face": "fatal" if stopped else None,
-            "template": "eyes_mouth" if meta.get("align", "none") != "none" else None}
 
 
 def build_array(records: Sequence[Record], config: Config, points_dir: Path | None,
@@ -240,24 +236,15 @@ def read_meta(path: Path) -> dict | None:
         return None
 
 
-def _landmarks_edited_since(path: Path, records: Sequence[Record], points_dir: Path | None) -> list[str]:
-    """The landmark files of `records` modified after the cache at `path` was finished."""
-    from ageest.data.landmarks import landmark_file
-
-    built = path.with_name(path.name + ".json").stat().st_mtime
-    found = (landmark_file(r, points_dir) for r in records)
-    return sorted(p.name for p in found if p is not None and p.stat().st_mtime > built)
-
-
 def open_cache(path: str | Path, records: Sequence[Record], config: Config, points_dir: Path | None,
-               build: bool = True) -> tuple[np.ndarray, dict]:
+               build: bool = True, fingerprint: str | None = None) -> tuple[np.ndarray, dict]:
     """The cached array for these records and geometry, memory-mapped read-only.
 
     Built (once, under a lock) if missing and `build`; a cache made from other data or another
     geometry is refused by name rather than silently used.
     """
     path = Path(path)
-    want = cache_meta(records, config, points_dir)
+    want = cache_meta(records, config, points_dir, fingerprint)
     want_key = {k: v for k, v in want.items() if k != "points_dir"}
     with _locked(path):
         meta = read_meta(path)
@@ -276,16 +263,7 @@ def open_cache(path: str | Path, records: Sequence[Record], config: Config, poin
                                "skipped": skipped, **_detections(records, how, config),
                                "built_by_pid": os.getpid()})
             meta = read_meta(path)
-        have_key = {k: meta.get(k, _legacy_keys(meta).get(k)) for k in want_key}
-        if "landmarks" not in meta and want_key["landmarks"] is not None:
-            # Built before caches recorded their landmarks: trusted only if no landmark file it
-            # aligned with has changed since it was finished.
-            edited = _landmarks_edited_since(path, records, points_dir)
-            if edited:
-                raise DataError(f"preprocessing cache {path} predates landmark file(s) edited since "
-                                f"({', '.join(edited[:5])}{', ...' if len(edited) > 5 else ''}); "
-                                "delete it or point --cache elsewhere")
-            have_key["landmarks"] = want_key["landmarks"]
+        have_key = {k: meta.get(k) for k in want_key}
         if have_key != want_key:
             diff = [k for k in want_key if have_key[k] != want_key[k]]
             raise DataError(f"preprocessing cache {path} was built for other data or settings "
@@ -296,17 +274,18 @@ def open_cache(path: str | Path, records: Sequence[Record], config: Config, poin
     return arr, meta
 
 
-def default_cache_path(records: Sequence[Record], config: Config, points_dir: Path | None = None) -> Path:
+def default_cache_path(records: Sequence[Record], config: Config, points_dir: Path | None = None,
+                       fingerprint: str | None = None) -> Path:
     """$AGEEST_CACHE_DIR (default ~/.cache/ageest)/TAG.npy, TAG naming the data (with alignment,
     the landmark files too: `points_dir`, default points/ beside the images) and the geometry."""
     root = Path(os.environ.get("AGEEST_CACHE_DIR") or Path.home() / ".cache" / "ageest")
     if config.align == "landmarks" and points_dir is None and records:
         points_dir = default_points_dir(records[0].path.parent)
-    fingerprint = data_fingerprint(records, points_dir if config.align == "landmarks" else None)
+    fingerprint = fingerprint or fold_fingerprint(records, config, points_dir)
     skip = "-skip" if config.on_no_face == "skip" and config.align != "none" and not config.align_fallback else ""
     template = template_key(config)
     shape = "" if template in (None, "eyes_mouth") else "-" + template.replace("@", "")
-    tag = f"{fingerprint}-{config.align}{shape}{'-fb' if config.align_fallback else ''}{skip}-{config.resize_size}"
+    tag = f"v{CACHE_VERSION}-{fingerprint}-{config.align}{shape}{'-fb' if config.align_fallback else ''}{skip}-{config.resize_size}"
     return root / f"{tag}.npy"
 
 

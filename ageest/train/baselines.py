@@ -171,7 +171,7 @@ def run_baselines(images: str | Path, methods: Sequence[str], folds: Sequence[in
     Images the cache skipped (`on_no_face: skip`) leave every part of the split, as in the trained folds."""
     from ageest.pipeline.cache import cache_meta, default_cache_path, default_points_dir, open_cache
     from ageest.data.reader import read_records
-    from ageest.data.fingerprint import data_fingerprint
+    from ageest.data.fingerprint import fold_fingerprint
     from ageest.data.splits import drop_skipped, fold_split
     from ageest.train.outputs import fold_identity, predictions_tsv, provenance
     from ageest.io import write_json_atomic, write_text_atomic
@@ -183,14 +183,13 @@ def run_baselines(images: str | Path, methods: Sequence[str], folds: Sequence[in
     images = Path(images)
     records = read_records(images, root)
     points_dir = Path(points) if points else default_points_dir(images)
-    # As train's: the landmark files count as data when the config aligns (gather compares them).
-    fingerprint = data_fingerprint(records, points_dir if config.align == "landmarks" else None)
+    fingerprint = fold_fingerprint(records, config, points_dir)  # as train's: gather compares them
     ages = np.array([r.age for r in records], dtype=np.float64)
     features, skipped = None, []
     # The cache also lists the images without points to align on that the trained folds skip.
     if "pixels" in needs or (config.align != "none" and config.on_no_face == "skip"):
-        arr, meta = open_cache(cache or default_cache_path(records, config, points_dir), records, config,
-                               points_dir)
+        arr, meta = open_cache(cache or default_cache_path(records, config, points_dir, fingerprint), records,
+                               config, points_dir, fingerprint=fingerprint)
         features = grey_features(arr, config.image_size) if "pixels" in needs else None
         skipped = meta.get("skipped", [])
     scored = None
@@ -199,10 +198,10 @@ def run_baselines(images: str | Path, methods: Sequence[str], folds: Sequence[in
         # The study's own cache where its images are the network's chips (a face_age study); else
         # one beside it named by the data and the chips' geometry, so other data get a cache of
         # their own, never a stale one.
-        same = cache_meta(records, zs, points_dir) == cache_meta(records, config, points_dir)
-        path = default_cache_path(records, zs, points_dir)
+        same = cache_meta(records, zs, points_dir, fingerprint) == cache_meta(records, config, points_dir, fingerprint)
+        path = default_cache_path(records, zs, points_dir, fingerprint)
         where = (Path(cache) if same else Path(cache).parent / path.name) if cache else path
-        scored = zero_shot_ages(open_cache(where, records, zs, points_dir)[0], zs)
+        scored = zero_shot_ages(open_cache(where, records, zs, points_dir, fingerprint=fingerprint)[0], zs)
     results = []
     for fold in folds:
         split, digest = fold_split(records, fold, config, Path(split_dir) / f"{fold:03d}.tsv" if split_dir else None)

@@ -23,7 +23,7 @@ from ageest import __version__
 from ageest.config import Config, add_config_arguments, load_config
 from ageest.data.protocols import parse_protocol
 from ageest.data.reader import add_data_arguments, read_records
-from ageest.data.fingerprint import data_fingerprint
+from ageest.data.fingerprint import fold_fingerprint
 from ageest.errors import AgeestError, DataError
 from ageest.io import check_writable, remove_temporaries, save_torch_atomic, write_json_atomic, write_text_atomic
 from ageest.nn.losses import LOSSES, LossSpec, loss_spec
@@ -129,8 +129,7 @@ def prepare_fold(images, fold_id: int, loss: str, out, config: Config, *, cache=
     remove_temporaries([state_path, *(out / n for n in FOLD_FILES)])  # a killed run's half-written files
     records = read_records(images, root)
     points_dir = Path(points) if points else default_points_dir(images)
-    # With landmark alignment the landmark files are part of the data: an edited .pts is another data set.
-    fingerprint = data_fingerprint(records, points_dir if config.align == "landmarks" else None)
+    fingerprint = fold_fingerprint(records, config, points_dir)
     split, split_digest = fold_split(records, fold_id, config, split_file)
     identity = {**fold_identity(fold_id, config, records), "loss": loss, "data_fingerprint": fingerprint,
                 "config": config.result_keys(), "split": split_digest}
@@ -144,7 +143,7 @@ def prepare_fold(images, fold_id: int, loss: str, out, config: Config, *, cache=
     np.random.seed(config.seed)
     channels_last = config.channels_last and device.type != "mps"
     sources, fallback, split, skipped = _make_sources(records, split, config, device, cache, points_dir,
-                                                      channels_last, fold_id)
+                                                      channels_last, fold_id, fingerprint)
     log(f"fold {_named(fold_id, config)} loss={loss}: {len(split.train)} train, {len(split.val)} val, "
         f"{len(split.test)} test images on {device}"
         + (f" ({sum(skipped.values())} skipped: no points to align on)" if any(skipped.values()) else ""))
@@ -235,14 +234,15 @@ def finish_fold(fold: Fold, state: FoldState, usage: FoldUsage, startup: float, 
     return metrics
 
 
-def _make_sources(records, split, config: Config, device, cache, points_dir, channels_last: bool, fold_id: int):
+def _make_sources(records, split, config: Config, device, cache, points_dir, channels_last: bool, fold_id: int,
+                  fingerprint: str):
     """Batch sources of the split's three parts, the count of unaligned fallbacks, and the split
     without the images the cache skipped (`outputs.drop_skipped`) with its counts."""
     if config.pipeline == "plain":  # (config refuses plain with on_no_face: skip: nothing is skipped)
         return [PlainSource([records[i] for i in idx], config, device, points_dir)
                 for idx in (split.train, split.val, split.test)], 0, split, {}
-    arr, meta = open_cache(cache or default_cache_path(records, config, points_dir), records, config,
-                           points_dir)
+    arr, meta = open_cache(cache or default_cache_path(records, config, points_dir, fingerprint), records, config,
+                           points_dir, fingerprint=fingerprint)
     split, skipped = drop_skipped(split, records, meta.get("skipped", []), fold_id)
     fell = set(meta.get("fallback", []))
     used = split.train + split.val + split.test
