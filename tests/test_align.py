@@ -6,9 +6,10 @@ import pytest
 from PIL import Image
 
 from ageest.data import align
-from ageest.data.align import TEMPLATE, align_face, align_image, fit_similarity, keypoints_from_landmarks
+from ageest.data.align import TEMPLATE, align_face, fit_similarity, keypoints_from_landmarks
 from ageest.errors import DataError
-from ageest.data.landmarks import write_pts
+from ageest.data.imageio import load_rgb
+from ageest.data.landmarks import read_pts, write_pts
 from ageest.data.synth import _render_one
 
 
@@ -77,14 +78,15 @@ def test_greyscale_input():
     assert (out[..., 0] == out[..., 1]).all() and (out[..., 1] == out[..., 2]).all()
 
 
-def test_align_image_from_files_and_preview(tmp_path):
+def test_align_from_files_and_preview(tmp_path):
     (tmp_path / "images").mkdir()
     (tmp_path / "points").mkdir()
     for i, age in enumerate((4, 40)):
         img, lm, mode = _render_one(1, 1, i, age)
         Image.fromarray(img, mode=mode).save(tmp_path / "images" / f"001A{age:02d}.JPG")
         write_pts(tmp_path / "points" / f"001a{age:02d}.pts", lm)
-    crop = align_image(tmp_path / "images" / "001A04.JPG", tmp_path / "points" / "001a04.pts", 96)
+    crop = align_face(load_rgb(tmp_path / "images" / "001A04.JPG"),
+                      keypoints_from_landmarks(read_pts(tmp_path / "points" / "001a04.pts")), 96)
     assert crop.shape == (96, 96, 3)
 
     parser = argparse.ArgumentParser()

@@ -213,12 +213,6 @@ def _dlib_chip(img: np.ndarray, src: np.ndarray, dst: np.ndarray, size: int, sid
     return np.floor(out).astype(np.uint8)
 
 
-def align_image(path_or_array, pts_path, size: int = 224) -> np.ndarray:
-    """Load an image (path or array) and its `.pts`, return the (size, size, 3) aligned crop."""
-    img = load_rgb(path_or_array) if isinstance(path_or_array, (str, Path)) else path_or_array
-    return align_face(img, keypoints_from_landmarks(read_pts(pts_path)), size)
-
-
 def _letterbox(img: np.ndarray, size: int) -> tuple[np.ndarray, float, np.ndarray]:
     """Fit (H, W, 3) into a grey (size, size, 3) square; returns it, the scale and offset."""
     h, w = img.shape[:2]
