@@ -390,6 +390,27 @@ def runs_jobs_here(workflow: Any) -> bool:
     return not workflow.remote_exec and not any(str(k).startswith("slurm_") for k in named)
 
 
+def names_one_fold(argv: list[str] | None = None) -> bool:
+    """Whether Snakemake's command line (`argv`, default this process's) names a fold's own files
+    as targets (results/folds/...), read with Snakemake's own parser. Then each fold is its own
+    job, whatever folds_per_job says: Snakemake deletes a job's outputs before running it, so a
+    rerun of one fold inside a chunk of 41 would train 41."""
+    import sys
+
+    argv = sys.argv if argv is None else argv
+    program = Path(argv[0]) if argv else Path()
+    if program.name != "snakemake" and program.parts[-2:] != ("snakemake", "__main__.py"):
+        return False  # Snakemake's API, or another program: no command-line targets
+    from snakemake.cli import get_argument_parser
+
+    try:
+        targets = get_argument_parser().parse_args(argv[1:]).targets or []
+    except SystemExit:  # a command line Snakemake itself refuses: it says why
+        return False
+    folds = os.path.join("results", "folds") + os.sep
+    return any(os.path.normpath(t).startswith(folds) for t in targets)
+
+
 def placeholders(settings: Any) -> list[str]:
     """Profile resources still at a placeholder (profiles/slurm ships YOUR_ACCOUNT, ...), from
     Snakemake's resource settings: ["default-resources: slurm_account (YOUR_ACCOUNT)", ...]."""

@@ -193,3 +193,15 @@ def test_jobs_run_here_unless_a_remote_job_or_a_slurm_profile():
     assert not runs_jobs_here(wf({"slurm_account": "x"}, {}))
     assert not runs_jobs_here(wf({}, {"train": {"slurm_partition": "gpu"}}))
     assert not runs_jobs_here(wf({}, {}, remote=True))
+
+
+def test_names_one_fold_reads_snakemakes_command_line():
+    from ageest.plan import names_one_fold
+
+    fold = "results/folds/mean_variance/001/metrics.json"
+    assert names_one_fold(["/venv/bin/snakemake", "-F", fold, "--configfile", "config/demo.yaml"])
+    assert names_one_fold(["/lib/snakemake/__main__.py", "-n", "./" + fold])
+    assert not names_one_fold(["/venv/bin/snakemake", "--cores", "4", "--configfile", "config/demo.yaml"])
+    assert not names_one_fold(["/venv/bin/snakemake", "results/tables/folds.tsv"])
+    assert not names_one_fold(["/venv/bin/pytest", fold])  # not Snakemake's command line
+    assert not names_one_fold([])

@@ -105,6 +105,18 @@ def test_lint_clean(tmp_path, configfile):
 # --- planning ---------------------------------------------------------------------------------
 
 
+def test_a_folds_own_target_plans_that_fold_alone_whatever_folds_per_job(tmp_path):
+    # The demo trains 41 folds per job; naming one fold's file plans (and with -F forces) one fold.
+    assert yaml.safe_load(DEMO.read_text())["resources"]["folds_per_job"] == 41
+    rc, out = snakemake(tmp_path, "-n", "-F", "results/folds/mean_variance/001/metrics.json", "--configfile", DEMO)
+    assert rc == 0, out
+    counts = job_counts(out)
+    assert counts["train"] == 1 and not any(r.startswith("train_") for r in counts), counts
+    rc, out = snakemake(tmp_path, "-n", "--configfile", DEMO)  # the whole study keeps its chunks
+    assert rc == 0, out
+    assert job_counts(out)["train_001_041"] == 2 and "train" not in job_counts(out), out
+
+
 def test_real_study_plans_one_job_per_loss_and_subject(tmp_path, fake):
     images, _ = fake
     over = write_yaml(tmp_path / "over.yaml", {"data": {"images": str(images)}})

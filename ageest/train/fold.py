@@ -62,12 +62,7 @@ def run_fold(images: str | Path, fold_id: int, loss: str, out: str | Path, confi
     usage = FoldUsage.start()
     fold = prepare_fold(images, fold_id, loss, out, config, cache=cache, points=points, root=root,
                         state_dir=state_dir, split_file=split_file, log=log)
-    state = FoldState()
-    if fold.state_path.exists():
-        state = load_state(fold.state_path, fold.identity, fold.model, fold.optimizer, fold.scheduler,
-                           fold.device)
-        log(f"resuming from {fold.state_path}: epoch {state.epoch + 1}"
-            + (f", batch {state.epoch_state['next_batch']}" if state.epoch_state else ""))
+    state = resume_state(fold, log)
     startup = time.time() - (started or process_start())  # the fixed cost of a fold, imports included
     log(f"first training step {startup:.2f} s after the {'fold' if started else 'process'} started")
     last_save = time.monotonic()
@@ -87,6 +82,16 @@ def run_fold(images: str | Path, fold_id: int, loss: str, out: str | Path, confi
                 raise Interrupted(f"fold {fold_id:03d} {loss}: stopped by signal {stop.signal} {where}; "
                                   f"state saved to {fold.state_path}, rerun to resume")
     return finish_fold(fold, state, usage, startup, log)
+
+
+def resume_state(fold: "Fold", log=print) -> FoldState:
+    """The fold's saved state where a stopped run left one (its identity checked), else a fresh one."""
+    if not fold.state_path.exists():
+        return FoldState()
+    state = load_state(fold.state_path, fold.identity, fold.model, fold.optimizer, fold.scheduler, fold.device)
+    log(f"resuming from {fold.state_path}: epoch {state.epoch + 1}"
+        + (f", batch {state.epoch_state['next_batch']}" if state.epoch_state else ""))
+    return state
 
 
 @dataclass

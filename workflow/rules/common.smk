@@ -8,7 +8,7 @@ from snakemake.exceptions import WorkflowError
 
 from ageest.errors import ConfigError
 from ageest.study.catalog import PLOTS, TABLES
-from ageest.plan import DOWNLOAD_ROOT, ageest_on_path, placeholders, plan_study, runs_jobs_here
+from ageest.plan import DOWNLOAD_ROOT, ageest_on_path, names_one_fold, placeholders, plan_study, runs_jobs_here
 
 DOWNLOAD_ZIP = "resources/FGNET.zip"
 TORCH_HOME = "resources/torch"
@@ -22,7 +22,9 @@ if not ageest_on_path():  # shell commands call `ageest`: the one beside this Py
 
 try:
     # A job a cluster node runs re-parses the workflow: the submitting process checked the files.
-    STUDY = plan_study(config, workflow.basedir, local=runs_jobs_here(workflow), check_files=not workflow.remote_exec)
+    # Folds share a job (folds_per_job) only for whole studies run here: a fold's own target trains that fold alone.
+    STUDY = plan_study(config, workflow.basedir, local=runs_jobs_here(workflow) and not names_one_fold(),
+                       check_files=not workflow.remote_exec)
 except ConfigError as e:
     raise WorkflowError(f"config error: {', '.join(e.keys) or '(top level)'}: {e}") from None
 config.update(STUDY.config)  # the schema's defaults, `losses: all` resolved

@@ -1,9 +1,11 @@
 # One fold per (loss, training seed, fold of the protocol; under lopo the subject left out):
 # results/folds/{loss}/{fold}/metrics.json with one seed, results/folds/{loss}/seed{seed}/{fold}/
-# metrics.json with several (fold_key), the fold as 3 digits. resources.folds_per_job 1 (the default; always under SLURM): one job per
-# fold, and naming one fold's metrics.json as the target runs exactly that training job. K > 1: one
-# job per loss, seed and K consecutive folds (rule train_FIRST_LAST), which trains its folds one
-# after another in one process; each fold's outputs stay declared.
+# metrics.json with several (fold_key), the fold as 3 digits. resources.folds_per_job 1 (the default;
+# always under SLURM): one job per fold. K > 1: one job per loss, seed and K consecutive folds (rule
+# train_FIRST_LAST), which trains its folds one after another in one process (one torch import);
+# each fold's outputs stay declared. A command line naming a fold's own files as targets plans one
+# job per fold (ageest.plan.names_one_fold): `snakemake -F results/folds/LOSS/001/metrics.json`
+# trains that fold alone.
 
 # A failed job's own message belongs where the user looks first: Snakemake's output and, on SLURM,
 # the job's log, not only in the rule's log: every shell rule is reported(...) (ageest/rulelog.py).
