@@ -14,8 +14,8 @@ from ageest.pipeline.cache import open_cache
 from ageest.config import Config
 from ageest.train.engine import autocast_for, train_one_epoch
 from ageest.data.records import Record
-from ageest.nn.losses import loss_kwargs, mean_variance_loss
-from ageest.nn.model import build_model
+from ageest.nn.losses import loss_spec
+from ageest.train.fold import build_training
 
 
 def cache_path(size: int) -> str:
@@ -32,23 +32,24 @@ def open_bench_cache(records: Sequence[Record], config: Config) -> np.ndarray:
 
 
 class Trainer:
-    """A model, its optimizer and the training step's arguments, mean-variance loss, as `ageest
-    train` sets them up on `device`: channels-last, fused Adam and the config's precision unless
+    """A fold's network, optimiser, schedule and loss as `ageest train` builds them
+    (`ageest.train.fold.build_training`: the loss's head, weight decay, the milestones), without
+    pretrained weights, on `device`: channels-last, fused Adam and the config's precision unless
     told otherwise (the reference style: contiguous, torch's default Adam, fp32)."""
 
     def __init__(self, config: Config, device: torch.device, channels_last: bool = True,
-                 fused: bool | None = True, precision: str | None = None):
-        self.model = build_model(config.arch, config.num_classes, "none").to(device)
-        if channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=config.lr, fused=fused)
+                 fused: bool | None = True, precision: str | None = None, loss: str = "mean_variance"):
+        self.spec = loss_spec(loss)
+        self.model, self.opt, self.scheduler = build_training(
+            config.replace(pretrained="none"), self.spec, device, channels_last,
+            fused=False if fused is None else fused)
         self.ages = config.age_grid(device)
-        self.loss_kwargs = loss_kwargs("mean_variance", config)
+        self.loss_kwargs = self.spec.kwargs(config)
         self.autocast = autocast_for(device, precision or config.precision)
 
     def train(self, batches) -> dict:
-        """One pass of train_one_epoch over `batches`: its metrics."""
-        m, _, _ = train_one_epoch(self.model, batches, mean_variance_loss, self.opt, self.ages,
+        """One epoch of train_one_epoch over `batches`, then the schedule's step: its metrics."""
+        m, _, _ = train_one_epoch(self.model, batches, self.spec.fn, self.opt, self.ages,
                                   loss_kwargs=self.loss_kwargs, autocast=self.autocast)
+        self.scheduler.step()
         return m
-

@@ -153,18 +153,27 @@ def prepare_fold(images, fold_id: int, loss: str, out, config: Config, *, cache=
         f"{len(split.test)} test images on {device}"
         + (f" ({sum(skipped.values())} skipped: no points to align on)" if any(skipped.values()) else ""))
     _check_ages([records[i].age for i in split.train + split.val + split.test], config)
-    model = build_model(config.arch, config.num_classes, config.pretrained, spec.head).to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    # Fused Adam: one kernel for all parameters (CPU too: 2x faster steps than the foreach default).
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
-                                 fused=device.type in ("cuda", "cpu"))
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(config.lr_milestones), config.lr_gamma)
+    model, optimizer, scheduler = build_training(config, spec, device, channels_last)
     return Fold(fold_id, loss, config, images, out, state_path, records, split, identity, fingerprint,
                 split_digest, fallback, device, tuple(sources), spec, spec.kwargs(config),
                 config.age_grid(device), autocast_for(device, config.precision), model, optimizer, scheduler,
                 {id(p) for p in head_parameters(model)}, backbone_batchnorms(model) if config.freeze_bn else [],
                 skipped)
+
+
+def build_training(config: Config, spec: LossSpec, device: torch.device, channels_last: bool,
+                   fused: bool | None = None) -> tuple[torch.nn.Module, torch.optim.Optimizer, Any]:
+    """The network (the loss's head), Adam and the learning-rate schedule a fold trains with, on
+    `device`. `fused` None: fused Adam where torch has it (CUDA, CPU: one kernel for all
+    parameters, 2x faster steps on a CPU than the foreach default); the benchmarks pass False to
+    measure the reference style."""
+    model = build_model(config.arch, config.num_classes, config.pretrained, spec.head).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+                                 fused=device.type in ("cuda", "cpu") if fused is None else fused)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(config.lr_milestones), config.lr_gamma)
+    return model, optimizer, scheduler
 
 
 def fit_epoch(fold: Fold, state: FoldState, epoch: int, stop: StopFlag, log=print) -> None:
