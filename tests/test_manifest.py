@@ -14,7 +14,7 @@ from ageest.data.fgnet import scan_images
 from ageest.data.landmarks import write_pts
 from ageest.data.manifest import read_manifest
 from ageest.data.records import subject_ids
-from ageest.data.splits import split_fold, split_table
+from ageest.data.splits import split_fold, fold_split_tsv
 from ageest.errors import ConfigError, DataError
 from ageest.plan import plan_study
 
@@ -235,7 +235,7 @@ def test_a_manifest_of_fgnet_data_gives_its_splits_and_fold_results(synth_small,
     assert sorted((names[r.name], r.subject, r.age) for r in man) == sorted((r.name, r.subject, r.age) for r in fg)
     for subject in (1, 5):
         for by in ("subject", "image"):
-            a, b = (split_table(recs, split_fold(recs, subject, seed=3, by=by)) for recs in (fg, man))
+            a, b = (fold_split_tsv(recs, split_fold(recs, subject, seed=3, by=by)) for recs in (fg, man))
             translated = "".join(names.get(line.split("\t")[0], line.split("\t")[0]) + line[line.index("\t"):]
                                  for line in b.splitlines(keepends=True))
             assert translated == a

@@ -15,7 +15,7 @@ from ageest.data.records import Record
 from ageest.data.records import image_level
 from ageest.data.protocols import (kfold_assignment, parse_protocol, read_split_table,
                                    split_file_folds)
-from ageest.data.splits import read_split, split_fold, split_table
+from ageest.data.splits import read_fold_split, split_fold, fold_split_tsv
 from ageest.errors import ConfigError, DataError
 from conftest import write_blobs
 
@@ -91,20 +91,20 @@ def test_lopo_is_unchanged_by_the_protocol_argument(tmp_path):
     for s in (1, 7):
         assert split_fold(records, s, seed=3) == split_fold(records, s, seed=3, protocol="lopo")
     f = tmp_path / "007.tsv"
-    f.write_text(split_table(records, split_fold(records, 3, seed=3)))
+    f.write_text(fold_split_tsv(records, split_fold(records, 3, seed=3)))
     with pytest.raises(DataError, match="not exactly those of subject 7"):
-        read_split(f, records, 7)
+        read_fold_split(f, records, 7)
 
 
 def test_a_split_file_that_lets_test_people_into_training_is_refused(tmp_path):
     sp = split_fold(UNEVEN, 2, seed=0, protocol="kfold:5")
-    text = split_table(UNEVEN, sp)
+    text = fold_split_tsv(UNEVEN, sp)
     moved = UNEVEN[sp.test[0]].name
     f = tmp_path / "002.tsv"
     f.write_text("".join(line.replace("\ttest", "\ttrain") if line.startswith(moved) else line
                          for line in text.splitlines(keepends=True)))
     with pytest.raises(DataError, match="people of the test images are also in train"):
-        read_split(f, UNEVEN, 2, "kfold:5")
+        read_fold_split(f, UNEVEN, 2, "kfold:5")
 
 
 def write_split(path: Path, *rows: str, header="fold\timage\trole") -> Path:

@@ -47,22 +47,22 @@ def test_unknown_subject(records):
 
 
 def test_split_file_round_trip_and_refusals(records, tmp_path):
-    from ageest.data.splits import read_split, split_table
+    from ageest.data.splits import read_fold_split, fold_split_tsv
 
     sp = split_fold(records, 4, seed=0)
     f = tmp_path / "split.tsv"
-    f.write_text(split_table(records, sp))
-    assert read_split(f, records, 4) == sp
+    f.write_text(fold_split_tsv(records, sp))
+    assert read_fold_split(f, records, 4) == sp
     lines = f.read_text().splitlines()
     # A test-subject image moved into training is refused ...
     bad = [l.replace("\ttest", "\ttrain") if l.startswith("004A") else l for l in lines]
     f.write_text("\n".join(bad) + "\n")
     with pytest.raises(DataError, match="not exactly those of subject 4"):
-        read_split(f, records, 4)
+        read_fold_split(f, records, 4)
     # ... and so is a file that leaves an image out, or names an unknown one.
     f.write_text("\n".join(lines[:-1]) + "\n")
     with pytest.raises(DataError, match="exactly once"):
-        read_split(f, records, 4)
+        read_fold_split(f, records, 4)
     f.write_text("\n".join(lines + ["999A01.JPG\t999\t1\ttrain"]) + "\n")
     with pytest.raises(DataError, match="line"):
-        read_split(f, records, 4)
+        read_fold_split(f, records, 4)

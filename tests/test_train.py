@@ -190,12 +190,12 @@ def test_divergence_is_named(synth_small, tmp_path):
 
 def test_fold_follows_a_split_file(synth_small, tmp_path):
     from ageest.data.fgnet import scan_images
-    from ageest.data.splits import split_fold, split_table
+    from ageest.data.splits import split_fold, fold_split_tsv
 
     records = scan_images(synth_small)
     sp = split_fold(records, 5, seed=7)  # not the config's seed: the file decides
     f = tmp_path / "split.tsv"
-    f.write_text(split_table(records, sp))
+    f.write_text(fold_split_tsv(records, sp))
     m = run_fold(synth_small, 5, "softmax", tmp_path / "o", _cfg(epochs=1, freeze_epochs=0), split_file=f,
                  log=lambda *_: None)
     assert (m["n_train"], m["n_val"], m["n_test"]) == (len(sp.train), len(sp.val), len(sp.test))

@@ -248,8 +248,9 @@ def test_predict_refuses_what_is_not_a_regular_file(tmp_path, capsys):
 
 
 def test_gather_and_plots_clear_a_killed_runs_temporaries(tmp_path):
-    from ageest.study.gather import TABLE_NAMES, gather
-    from ageest.study.plots import PLOTS, make_plots
+    from ageest.study.catalog import PLOTS, TABLES
+    from ageest.study.gather import gather
+    from ageest.study.plots import make_plots
     from ageest.train.baselines import run_baselines
     from ageest.config import Config
     from conftest import write_blobs
@@ -267,7 +268,7 @@ def test_gather_and_plots_clear_a_killed_runs_temporaries(tmp_path):
     gather([out / m / f"{s:03d}" for m in ("mean", "ridge") for s in (1, 2, 3)], tables, reference="mean")
     make_plots(tables, plots, reference="mean")
     assert not any(f.exists() for f in left)
-    assert sorted(p.name for p in tables.iterdir()) == sorted(f"{t}.tsv" for t in TABLE_NAMES)
+    assert sorted(p.name for p in tables.iterdir()) == sorted(f"{t}.tsv" for t in TABLES)
     assert sorted(p.name for p in plots.iterdir()) == sorted(f"{p}.png" for p in PLOTS)
 
 

@@ -41,7 +41,7 @@ class Record:
 
 
 def record_order(r: Record) -> tuple:
-    """The one order of images (splits, split files): by person, age, then name. For FG-NET it is
+    """The one order of images (splits, fold split files): by person, age, then name. For FG-NET it is
     the order of the file names; a manifest of the same images under other names keeps it, so it
     gives the same splits (only photos of one person at one age are ordered by their names)."""
     return (r.subject, r.age, r.name)

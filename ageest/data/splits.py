@@ -72,8 +72,9 @@ def split_fold(records: Sequence[Record], fold: int, seed: int = 0, val_rate: fl
     return Split(tuple(train), tuple(val_idx), tuple(test))
 
 
-def split_table(records: Sequence[Record], split: Split) -> str:
-    """The split as TSV (image, subject, age, role): a per-fold file the workflow tracks."""
+def fold_split_tsv(records: Sequence[Record], split: Split) -> str:
+    """A fold's split as TSV (image, subject, age, role): the per-fold file the workflow tracks
+    (a "fold split"; not the `split_file:` protocol's table, which holds every fold)."""
     role = {i: name for name, idx in zip(ROLES, (split.train, split.val, split.test)) for i in idx}
     lines = ["image\tsubject\tage\trole"]
     lines += [f"{records[i].name}\t{records[i].subject}\t{records[i].age}\t{role[i]}"
@@ -81,8 +82,8 @@ def split_table(records: Sequence[Record], split: Split) -> str:
     return "\n".join(lines) + "\n"
 
 
-def read_split(path: str | Path, records: Sequence[Record], fold: int, protocol: Protocol | str = "lopo") -> Split:
-    """A split file back into indices, refusing any that is not a split of `fold` under `protocol`:
+def read_fold_split(path: str | Path, records: Sequence[Record], fold: int, protocol: Protocol | str = "lopo") -> Split:
+    """A fold split (the TSV `fold_split_tsv` writes, `ageest split`) back into indices, refusing any that is not a split of `fold` under `protocol`:
     under LOPO its test images must be exactly those of person `fold`; under every protocol no
     image twice, test people not in validation, and (lopo, kfold) every image listed, test people
     not in training. (Which people a kfold fold tests on is checked by gather over all folds.)"""
@@ -91,25 +92,25 @@ def read_split(path: str | Path, records: Sequence[Record], fold: int, protocol:
     try:
         rows = [line.split("\t") for line in path.read_text().splitlines()[1:] if line.strip()]
     except OSError as e:
-        raise DataError(f"split file {path}: {e.strerror or e}") from None
+        raise DataError(f"fold split {path}: {e.strerror or e}") from None
     index = {r.name: i for i, r in enumerate(records)}
     by_role: dict[str, list[int]] = {role: [] for role in ROLES}
     for n, row in enumerate(rows, 2):
         if len(row) != 4 or row[3] not in by_role or row[0] not in index:
-            raise DataError(f"split file {path}, line {n}: expected image, subject, age, role "
+            raise DataError(f"fold split {path}, line {n}: expected image, subject, age, role "
                             f"(train/val/test) of an image in the data")
         by_role[row[3]].append(index[row[0]])
     listed = [i for idx in by_role.values() for i in idx]
     whole = protocol.whole
     if len(listed) != len(set(listed)) or (whole and len(listed) != len(records)):
-        raise DataError(f"split file {path} does not list every image of the data exactly once")
-    protocol.check_test(by_role["test"], records, fold, f"split file {path}")
+        raise DataError(f"fold split {path} does not list every image of the data exactly once")
+    protocol.check_test(by_role["test"], records, fold, f"fold split {path}")
     tested = {records[i].subject for i in by_role["test"]}
     if not by_role["test"] or not by_role["train"] or not by_role["val"]:
-        raise DataError(f"split file {path}: no test, no training or no validation images")
+        raise DataError(f"fold split {path}: no test, no training or no validation images")
     for role in ("val", "train") if whole else ("val",):
         if tested & {records[i].subject for i in by_role[role]}:
-            raise DataError(f"split file {path}: people of the test images are also in {role}")
+            raise DataError(f"fold split {path}: people of the test images are also in {role}")
     return Split(*(tuple(sorted(by_role[r], key=lambda i: record_order(records[i]))) for r in ROLES))
 
 
@@ -117,9 +118,9 @@ def fold_split(records: Sequence[Record], fold: int, config: Config,
                split_file: str | Path | None = None) -> tuple[Split, str]:
     """The fold's split under the config's protocol (from `split_file` if given, else drawn from the
     config's seed) and its short digest."""
-    split = (read_split(split_file, records, fold, config.protocol) if split_file
+    split = (read_fold_split(split_file, records, fold, config.protocol) if split_file
              else split_fold(records, fold, config.seed, config.val_rate, config.val_split, config.protocol))
-    return split, hashlib.sha256(split_table(records, split).encode()).hexdigest()[:16]
+    return split, hashlib.sha256(fold_split_tsv(records, split).encode()).hexdigest()[:16]
 
 
 def drop_skipped(split: Split, records: Sequence[Record], skipped: Sequence[str],
@@ -159,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)
     records = read_records(args.images, args.root)
     split = split_fold(records, args.fold, config.seed, config.val_rate, config.val_split, config.protocol)
-    write_text_atomic(args.out, split_table(records, split))
+    write_text_atomic(args.out, fold_split_tsv(records, split))
     print(f"fold {args.fold:03d} ({config.protocol}): {len(split.train)} train, {len(split.val)} val, "
           f"{len(split.test)} test -> {args.out}")
     return 0

@@ -244,7 +244,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache", default=None, help="preprocessing cache from `ageest prepare`")
     p.add_argument("--points", default=None, help="landmark folder (default: images/../points)")
     p.add_argument("--split-dir", default=None,
-                   help="folder of NNN.tsv split files from `ageest split` (default: drawn from the config's seed)")
+                   help="folder of the folds' NNN.tsv splits from `ageest split` (default: drawn from the config's seed)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -314,7 +314,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--points", default=None, help="landmark folder (default: images/../points)")
     p.add_argument("--state-dir", default=None, help="where resumable state lives (default: --out); may hold {fold}")
     p.add_argument("--split", default=None,
-                   help="split file from `ageest split` (default: drawn from the config's seed); may hold {fold}")
+                   help="the fold's split from `ageest split` (default: drawn from the config's seed); may hold {fold}")
     p.add_argument("--overwrite", action="store_true", help="replace a finished fold in --out")
 
 
