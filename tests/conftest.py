@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ageest.data import synth
+
 TINY = {"epochs": 2, "freeze_epochs": 1, "image_size": 32, "pretrained": "none", "batch_size": 16,
         "arch": "resnet18", "threads": 2}
 
@@ -49,3 +51,32 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     # Tests never write to the user's cache or GPU-lock folders.
     monkeypatch.setenv("AGEEST_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
     monkeypatch.setenv("AGEEST_LOCK_DIR", str(tmp_path_factory.getbasetemp() / "locks"))
+
+
+def make_photo(faces, size=(640, 480), seed: int = 0, return_landmarks: bool = False):
+    """A "group photo" for the detection tests: synthetic people side by side on one background
+    (the synthetic faces of ageest.data.synth).
+
+    faces: list of (age, subject_seed), may be empty; size: (width, height) pixels.
+    Returns (rgb uint8 (h, w, 3), boxes) with one (x, y, w, h) int box per face, spanning its
+    68 landmarks (brows to chin, ear to ear); with return_landmarks also the (68, 2) arrays.
+    """
+    w, h = size
+    rng = np.random.default_rng([seed, 7])
+    img = synth._background(w, h, rng)
+    boxes, lms = [], []
+    n = len(faces)
+    for i, (age, sseed) in enumerate(faces):
+        slot = w / n
+        k = min(slot / 3.2, h / 5.0) * rng.uniform(0.85, 1.0)
+        x = slot * (i + 0.5) + rng.uniform(-0.05, 0.05) * slot
+        y = h * 0.42 + rng.uniform(-0.05, 0.05) * h
+        sub = synth._subject(np.random.default_rng([sseed, 0]))
+        lm = synth._render_person(img, sub, float(age), k, (x, y), rng.normal(0, 5),
+                            np.random.default_rng([sseed, int(age), 3]))
+        x0, y0 = lm.min(0)
+        x1, y1 = lm.max(0)
+        boxes.append((int(x0), int(y0), int(round(x1 - x0)), int(round(y1 - y0))))
+        lms.append(lm)
+    out = synth._finish(img, rng)
+    return (out, boxes, lms) if return_landmarks else (out, boxes)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from ageest.data.detect import Face, _mtcnn, detect_faces
-from ageest.data.synth import make_photo
+from conftest import make_photo
 
 # Every check runs on both detectors (mtcnn where its wheel imports: Python < 3.13).
 DETECTORS = ["haar"] + (["mtcnn"] if _mtcnn() is not None else [])
@@ -65,3 +65,13 @@ def test_greyscale_and_face_is_frozen(detector):
     _check(faces, lms)
     with pytest.raises(dataclasses.FrozenInstanceError):
         faces[0].score = 1.0
+
+
+def test_make_photo():
+    # The group photo the detection tests draw their faces on (tests/conftest.py).
+    img, boxes = make_photo([], size=(320, 240), seed=3)
+    assert img.shape == (240, 320, 3) and img.dtype == np.uint8 and boxes == []
+    img, boxes, lms = make_photo([(10, 1), (40, 2)], size=(640, 400), seed=3, return_landmarks=True)
+    assert img.shape == (400, 640, 3) and len(boxes) == 2 and len(lms) == 2
+    assert boxes[0][0] + boxes[0][2] <= boxes[1][0]  # side by side, left to right
+    assert all(lm.shape == (68, 2) for lm in lms)

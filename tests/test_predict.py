@@ -8,7 +8,7 @@ import pytest
 
 from ageest.cli import main
 from ageest.config import load_config
-from ageest.data.synth import make_photo
+from conftest import make_photo
 from ageest.train.fold import run_fold
 from conftest import tiny_overrides
 
@@ -93,11 +93,12 @@ def test_no_face_is_an_error(aligned_model, tmp_path, capsys):
 
 
 def test_aligned_crop_without_detection(aligned_model, synth_small, tmp_path, capsys):
-    from ageest.data.align import align_image
-    from ageest.data.landmarks import find_pts
+    from ageest.data.align import align_face, keypoints_from_landmarks
+    from ageest.data.imageio import load_rgb
+    from ageest.data.landmarks import find_pts, read_pts
 
     src = sorted(synth_small.glob("*.JPG"))[0]
-    crop = align_image(src, find_pts(synth_small.parent / "points", src), 160)
+    crop = align_face(load_rgb(src), keypoints_from_landmarks(read_pts(find_pts(synth_small.parent / "points", src))), 160)
     path = tmp_path / "crop.png"
     cv2.imwrite(str(path), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
     assert main(["predict", str(path), "--model", str(aligned_model), "--no-detect"]) == 0
