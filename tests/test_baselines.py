@@ -8,6 +8,7 @@ import pytest
 
 from ageest.train.baselines import grey_features, mean_predictor, ridge_path, ridge_select, run_baselines
 from ageest.config import Config
+from ageest.methods import BASELINES
 from ageest.errors import ConfigError
 from ageest.data.fgnet import scan_images
 from ageest.data.splits import fold_split
@@ -84,3 +85,17 @@ def test_baseline_folds_have_a_trained_folds_shape(blobs, tmp_path):
 def test_unknown_baseline_is_refused(blobs, tmp_path):
     with pytest.raises(ConfigError, match="unknown baseline"):
         run_baselines(blobs, ["median"], [1], tmp_path, Config(), log=lambda *_: None)
+
+
+@pytest.mark.parametrize("method", list(BASELINES))
+def test_every_registered_baseline_writes_a_fold_of_a_trained_folds_shape(method, blobs, tmp_path):
+    config = Config(image_size=32, align="none", pretrained="none")
+    (m,) = run_baselines(blobs, [method], [2], tmp_path, config, log=lambda *_: None)
+    records = scan_images(blobs)
+    split, digest = fold_split(records, 2, config)
+    pred = pd.read_csv(tmp_path / method / "002" / "predictions.tsv", sep="\t")
+    assert list(pred["image"]) == [records[i].name for i in split.test]
+    assert pred["predicted_age"].between(config.min_age, config.max_age).all()
+    assert m == json.loads((tmp_path / method / "002" / "metrics.json").read_text())
+    assert m["loss"] == method and m["method"] == "baseline" and m["split_digest"] == digest
+    assert m["test_mae"] == pytest.approx(np.abs(pred["predicted_age"] - pred["age"]).mean(), abs=1e-3)
