@@ -44,8 +44,11 @@ def synth_small(tmp_path_factory) -> Path:
     return out / "images"
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    # Tests never write to the user's cache or GPU-lock folders.
-    monkeypatch.setenv("AGEEST_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
-    monkeypatch.setenv("AGEEST_LOCK_DIR", str(tmp_path_factory.getbasetemp() / "locks"))
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    # Tests never write to the user's cache or GPU-lock folders; session-wide, so that the fixtures
+    # that train or run a study once for several tests (module scope) are isolated too.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AGEEST_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+        mp.setenv("AGEEST_LOCK_DIR", str(tmp_path_factory.getbasetemp() / "locks"))
+        yield

@@ -101,10 +101,7 @@ def demo_study(tmp_path_factory):
     over = write_yaml(work.parent / f"{work.name}.yaml", {"subjects": [1, 2, 3], "data": {"synth_subjects": 8},
                                                            "training": {"epochs": 1, "image_size": 32},
                                                            "resources": {"folds_per_job": 1}})
-    with pytest.MonkeyPatch.context() as mp:  # the autouse _isolated_cache is per test: set here too
-        mp.setenv("AGEEST_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
-        mp.setenv("AGEEST_LOCK_DIR", str(tmp_path_factory.getbasetemp() / "locks"))
-        rc, out = snakemake(work, "--configfile", DEMO, over, "--cores", "2")
+    rc, out = snakemake(work, "--configfile", DEMO, over, "--cores", "2")
     assert rc == 0, out[-5000:]
     return work, over
 
