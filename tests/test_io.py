@@ -67,8 +67,9 @@ def _train_cmd(images, out, *extra, state=None):
 def test_a_folds_files_follow_the_umask(synth_small, tmp_path, monkeypatch, mask, mode):
     out, state = tmp_path / "fold", tmp_path / "state"
     monkeypatch.setenv("AGEEST_CACHE_DIR", str(tmp_path / "cache"))  # this fold builds its own
+    # One epoch: the state is saved at its end, then again over it as the finished fold's (keep_checkpoint).
     with umask(mask):
-        r = subprocess.run(_train_cmd(synth_small, out, "keep_checkpoint=true", "epochs=2", state=state),
+        r = subprocess.run(_train_cmd(synth_small, out, "keep_checkpoint=true", state=state),
                            capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     cache = tmp_path / "cache"
@@ -160,7 +161,7 @@ def test_text_and_numpy_on_a_full_disk(small_disk):
 def test_a_fold_on_a_6_mb_disk_ends_with_one_line_saying_it_is_full(synth_small, tmp_path):
     """Done when: the fold's state (and model) do not fit: one line, the OS's reason, exit 2."""
     with _tmpfs(tmp_path / "disk", "6m") as disk:
-        r = subprocess.run(_train_cmd(synth_small, disk / "fold", "epochs=2"), capture_output=True, text=True,
+        r = subprocess.run(_train_cmd(synth_small, disk / "fold"), capture_output=True, text=True,
                            timeout=600)
         # A fold that wrote nothing leaves no folder (ageest train removes the one it made).
         left = sorted(p.name for p in (disk / "fold").iterdir()) if (disk / "fold").exists() else []
