@@ -63,6 +63,7 @@ def _train_cmd(images, out, *extra, state=None):
               for a in ("--set", o)]]
 
 
+@pytest.mark.slow  # a fold in its own `ageest train` process
 @pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o077, 0o600)])
 def test_a_folds_files_follow_the_umask(synth_small, tmp_path, monkeypatch, mask, mode):
     out, state = tmp_path / "fold", tmp_path / "state"
@@ -78,6 +79,7 @@ def test_a_folds_files_follow_the_umask(synth_small, tmp_path, monkeypatch, mask
     assert {p.name: _mode(p) for p in files} == {p.name: mode for p in files}
 
 
+@pytest.mark.slow  # a fold in its own `ageest train` process
 def test_a_killed_runs_temporaries_are_removed_by_the_next_run(synth_small, tmp_path):
     out, state = tmp_path / "fold", tmp_path / "state"
     litter = [state / ".state.pt.k1ll3d.tmp", out / ".model.pt.x7_a9q.tmp", out / ".metrics.json.abc.tmp"]
@@ -158,6 +160,7 @@ def test_text_and_numpy_on_a_full_disk(small_disk):
             np.save(f, np.zeros(2**18))
 
 
+@pytest.mark.slow  # a fold in its own `ageest train` process
 def test_a_fold_on_a_6_mb_disk_ends_with_one_line_saying_it_is_full(synth_small, tmp_path):
     """Done when: the fold's state (and model) do not fit: one line, the OS's reason, exit 2."""
     with _tmpfs(tmp_path / "disk", "6m") as disk:
