@@ -46,11 +46,14 @@ def synth_small(tmp_path_factory) -> Path:
     return out / "images"
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    # Tests never write to the user's cache or GPU-lock folders.
-    monkeypatch.setenv("AGEEST_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
-    monkeypatch.setenv("AGEEST_LOCK_DIR", str(tmp_path_factory.getbasetemp() / "locks"))
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    # Tests never write to the user's cache or GPU-lock folders; session-wide, so that the fixtures
+    # that train or run a study once for several tests (module scope) are isolated too.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AGEEST_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+        mp.setenv("AGEEST_LOCK_DIR", str(tmp_path_factory.getbasetemp() / "locks"))
+        yield
 
 
 def make_photo(faces, size=(640, 480), seed: int = 0, return_landmarks: bool = False):
@@ -73,7 +76,7 @@ def make_photo(faces, size=(640, 480), seed: int = 0, return_landmarks: bool = F
         y = h * 0.42 + rng.uniform(-0.05, 0.05) * h
         sub = synth._subject(np.random.default_rng([sseed, 0]))
         lm = synth._render_person(img, sub, float(age), k, (x, y), rng.normal(0, 5),
-                            np.random.default_rng([sseed, int(age), 3]))
+                                  np.random.default_rng([sseed, int(age), 3]))
         x0, y0 = lm.min(0)
         x1, y1 = lm.max(0)
         boxes.append((int(x0), int(y0), int(round(x1 - x0)), int(round(y1 - y0))))

@@ -20,14 +20,21 @@ def test_every_script_in_benchmarks_is_listed():
                           "profile_fold.py", "study_estimate.py", "study_walltime.py", "train_throughput.py"]
 
 
+@pytest.fixture(scope="module")
+def bench_tmp(tmp_path_factory):
+    """TMPDIR of every --quick run: the small synthetic set of suite.quick_images is made there once
+    and read by the benchmarks after the first (each run's own folders are mkdtemp's, apart)."""
+    return tmp_path_factory.mktemp("bench-tmp")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", BENCHMARKS)
-def test_quick_run_writes_its_figures(tmp_path, name):
+def test_quick_run_writes_its_figures(tmp_path, bench_tmp, name):
     out = tmp_path / "figures.tsv"
     extra = ["--directory", str(tmp_path / "study")] if name == "study_walltime.py" else []
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / name), "--quick", "--out", str(out), *extra],
                        capture_output=True, text=True, timeout=900, cwd=tmp_path,
-                       env={**__import__("os").environ, "TMPDIR": str(tmp_path)})
+                       env={**__import__("os").environ, "TMPDIR": str(bench_tmp)})
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     rows = list(csv.DictReader(out.open(), delimiter="\t"))
     assert rows, r.stdout

@@ -63,12 +63,14 @@ def _train_cmd(images, out, *extra, state=None):
               for a in ("--set", o)]]
 
 
+@pytest.mark.slow  # a fold in its own `ageest train` process
 @pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o077, 0o600)])
 def test_a_folds_files_follow_the_umask(synth_small, tmp_path, monkeypatch, mask, mode):
     out, state = tmp_path / "fold", tmp_path / "state"
     monkeypatch.setenv("AGEEST_CACHE_DIR", str(tmp_path / "cache"))  # this fold builds its own
+    # One epoch: the state is saved at its end, then again over it as the finished fold's (keep_checkpoint).
     with umask(mask):
-        r = subprocess.run(_train_cmd(synth_small, out, "keep_checkpoint=true", "epochs=2", state=state),
+        r = subprocess.run(_train_cmd(synth_small, out, "keep_checkpoint=true", state=state),
                            capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     cache = tmp_path / "cache"
@@ -77,6 +79,7 @@ def test_a_folds_files_follow_the_umask(synth_small, tmp_path, monkeypatch, mask
     assert {p.name: _mode(p) for p in files} == {p.name: mode for p in files}
 
 
+@pytest.mark.slow  # a fold in its own `ageest train` process
 def test_a_killed_runs_temporaries_are_removed_by_the_next_run(synth_small, tmp_path):
     out, state = tmp_path / "fold", tmp_path / "state"
     litter = [state / ".state.pt.k1ll3d.tmp", out / ".model.pt.x7_a9q.tmp", out / ".metrics.json.abc.tmp"]
@@ -157,10 +160,11 @@ def test_text_and_numpy_on_a_full_disk(small_disk):
             np.save(f, np.zeros(2**18))
 
 
+@pytest.mark.slow  # a fold in its own `ageest train` process
 def test_a_fold_on_a_6_mb_disk_ends_with_one_line_saying_it_is_full(synth_small, tmp_path):
     """Done when: the fold's state (and model) do not fit: one line, the OS's reason, exit 2."""
     with _tmpfs(tmp_path / "disk", "6m") as disk:
-        r = subprocess.run(_train_cmd(synth_small, disk / "fold", "epochs=2"), capture_output=True, text=True,
+        r = subprocess.run(_train_cmd(synth_small, disk / "fold"), capture_output=True, text=True,
                            timeout=600)
         # A fold that wrote nothing leaves no folder (ageest train removes the one it made).
         left = sorted(p.name for p in (disk / "fold").iterdir()) if (disk / "fold").exists() else []

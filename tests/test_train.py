@@ -21,9 +21,15 @@ def _cfg(**extra):
     return load_config(None, tiny_overrides(**extra))
 
 
-def test_fold_end_to_end(synth_small, tmp_path):
-    out = tmp_path / "fold"
-    m = run_fold(synth_small, 2, "mean_variance", out, _cfg(), log=lambda *_: None)
+@pytest.fixture(scope="module")
+def tiny_fold(synth_small, tmp_path_factory):
+    """One fold (subject 2, mean-variance, the tiny config), trained once: its folder and metrics."""
+    out = tmp_path_factory.mktemp("tiny-fold") / "fold"
+    return out, run_fold(synth_small, 2, "mean_variance", out, _cfg(), log=lambda *_: None)
+
+
+def test_fold_end_to_end(tiny_fold):
+    out, m = tiny_fold
     assert sorted(p.name for p in out.iterdir()) == ["history.tsv", "metrics.json", "model.pt",
                                                       "predictions.tsv"]
     saved = json.loads((out / "metrics.json").read_text())
@@ -49,12 +55,13 @@ def test_fold_end_to_end(synth_small, tmp_path):
     assert m == saved
 
 
-def test_same_command_twice_same_result(synth_small, tmp_path):
-    a = run_fold(synth_small, 3, "softmax", tmp_path / "a", _cfg(), log=lambda *_: None)
-    b = run_fold(synth_small, 3, "softmax", tmp_path / "b", _cfg(), log=lambda *_: None)
+def test_same_command_twice_same_result(synth_small, tiny_fold, tmp_path):
+    # The second run of tiny_fold's command (the first is the fixture's).
+    first, a = tiny_fold
+    b = run_fold(synth_small, 2, "mean_variance", tmp_path / "b", _cfg(), log=lambda *_: None)
     for k in ("test_mae", "val_mae", "best_epoch", "n_train", "n_val"):
         assert a[k] == b[k]
-    assert (tmp_path / "a" / "predictions.tsv").read_text() == (tmp_path / "b" / "predictions.tsv").read_text()
+    assert (first / "predictions.tsv").read_text() == (tmp_path / "b" / "predictions.tsv").read_text()
 
 
 def test_plain_pipeline_runs(synth_small, tmp_path):
@@ -101,26 +108,36 @@ def _train_cmd(images, out, *extra):
         a for o in tiny_overrides(**{"epochs": 4, **dict(e.split("=") for e in extra)}) for a in ("--set", o)]
 
 
+# The fold the resume tests compare with: run whole, once (`ageest train`, 3 epochs of 5 batches of 16).
+RESUMED = ("epochs=3",)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(synth_small, tmp_path_factory):
+    ref = tmp_path_factory.mktemp("uninterrupted") / "ref"
+    subprocess.run(_train_cmd(synth_small, ref, *RESUMED), check=True, capture_output=True, timeout=600)
+    return ref
+
+
 @pytest.mark.slow
-def test_killed_fold_resumes_to_the_same_result(synth_small, tmp_path):
+def test_killed_fold_resumes_to_the_same_result(synth_small, uninterrupted, tmp_path):
     env = dict(os.environ)
-    ref = tmp_path / "ref"
-    subprocess.run(_train_cmd(synth_small, ref), check=True, env=env, capture_output=True)
+    ref = uninterrupted
     out = tmp_path / "killed"
-    proc = subprocess.Popen(_train_cmd(synth_small, out, "keep_checkpoint=true"), env=env,
+    proc = subprocess.Popen(_train_cmd(synth_small, out, *RESUMED, "keep_checkpoint=true"), env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     # Kill hard once two epochs are saved: no handler runs, the last saved state must do.
     deadline = time.time() + 300
     while time.time() < deadline:
         line = proc.stdout.readline()
-        if line.startswith("epoch 2/4"):
+        if line.startswith("epoch 2/3"):
             time.sleep(0.5)  # let the epoch's state land
             break
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (out / "metrics.json").exists()
     assert (out / STATE_FILE).exists()
-    r = subprocess.run(_train_cmd(synth_small, out, "keep_checkpoint=true"), env=env, capture_output=True,
+    r = subprocess.run(_train_cmd(synth_small, out, *RESUMED, "keep_checkpoint=true"), env=env, capture_output=True,
                        text=True)
     assert r.returncode == 0, r.stderr
     assert "resuming" in r.stdout
@@ -149,9 +166,9 @@ sys.exit(main(sys.argv[1:]))
 
 
 @pytest.mark.slow
-def test_sigterm_saves_state_mid_epoch_and_resumes(synth_small, tmp_path):
+def test_sigterm_saves_state_mid_epoch_and_resumes(synth_small, uninterrupted, tmp_path):
     out = tmp_path / "term"
-    cmd = _train_cmd(synth_small, out, "epochs=3", "batch_size=4")
+    cmd = _train_cmd(synth_small, out, *RESUMED)
     r = subprocess.run([sys.executable, "-c", SIGTERM_MID_EPOCH] + cmd[3:], capture_output=True, text=True,
                        timeout=600)
     assert r.returncode == 2, r.stdout + r.stderr
@@ -160,10 +177,7 @@ def test_sigterm_saves_state_mid_epoch_and_resumes(synth_small, tmp_path):
     assert (out / STATE_FILE).exists() and not (out / "metrics.json").exists()
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0 and "resuming" in r.stdout, r.stdout + r.stderr
-    ref = tmp_path / "ref"
-    subprocess.run(_train_cmd(synth_small, ref, "epochs=3", "batch_size=4"), check=True, capture_output=True,
-                   timeout=600)
-    assert (ref / "predictions.tsv").read_text() == (out / "predictions.tsv").read_text()
+    assert (uninterrupted / "predictions.tsv").read_text() == (out / "predictions.tsv").read_text()
     assert not (out / STATE_FILE).exists()  # removed once the fold is done (keep_checkpoint false)
 
 

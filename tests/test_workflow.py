@@ -91,6 +91,28 @@ def n_fake_subjects():
     return len(FAKE)
 
 
+@pytest.fixture(scope="module")
+def demo_study(tmp_path_factory):
+    """The demo for real, run once for the tests that read a finished study: subjects 1-3 x both
+    losses + the three baselines, 1 epoch, out of 8 synthetic people (the demo makes 82: the same
+    rules on fewer images). One job per fold: a fold's own input then reruns that fold alone (with
+    folds_per_job K, its job). A test that changes the study works on a copy (copy_study)."""
+    work = tmp_path_factory.mktemp("demo-study")
+    over = write_yaml(work.parent / f"{work.name}.yaml", {"subjects": [1, 2, 3], "data": {"synth_subjects": 8},
+                                                           "training": {"epochs": 1, "image_size": 32},
+                                                           "resources": {"folds_per_job": 1}})
+    rc, out = snakemake(work, "--configfile", DEMO, over, "--cores", "2")
+    assert rc == 0, out[-5000:]
+    return work, over
+
+
+def copy_study(study, dest):
+    """A copy of a study's folder that Snakemake sees as the same study (time stamps kept)."""
+    import shutil
+
+    return shutil.copytree(study, dest, symlinks=True)
+
+
 # --- lint ------------------------------------------------------------------------------------
 
 
@@ -281,15 +303,17 @@ def test_zoo_demo_plans_every_loss_times_two_seeds(tmp_path):
     assert trained == {(loss, f"{f:03d}") for loss in LOSSES for f in (1, 2, 3)}
 
 
-def test_two_seeds_train_apart_on_one_split(tmp_path):
+def test_two_seeds_train_apart_on_one_split(demo_study, tmp_path):
     # A real run of one subject's softmax folds with two seeds: each trains with its own seed on the
-    # same validation people, and their predictions differ.
+    # same validation people, and their predictions differ. In a copy of the demo study: its data,
+    # cache and split of subject 1 are this study's, so only the two folds run.
+    work = copy_study(demo_study[0], tmp_path / "study")
     over = write_yaml(tmp_path / "over.yaml", {"subjects": [1], "seeds": [0, 1], "baselines": [], "compare_with": [],
                                                "data": {"synth_subjects": 8}, "training": {"epochs": 1}})
     targets = [f"results/folds/softmax/seed{n}/001/metrics.json" for n in (0, 1)]
-    rc, out = snakemake(tmp_path, *targets, "--configfile", DEMO, over, "--cores", "2")
+    rc, out = snakemake(work, *targets, "--configfile", DEMO, over, "--cores", "2")
     assert rc == 0, out[-5000:]
-    folds = [tmp_path / t for t in targets]
+    folds = [work / t for t in targets]
     m0, m1 = (json.loads(f.read_text()) for f in folds)
     assert (m0["config"]["seed"], m1["config"]["seed"]) == (0, 1)
     assert m0["split_digest"] == m1["split_digest"]
@@ -497,13 +521,9 @@ def test_failed_fold_shows_its_error_and_leaves_no_output(tmp_path, fake):
 # --- a real run of the demo ------------------------------------------------------------------
 
 
-def test_demo_real_run_three_subjects(tmp_path):
-    # One job per fold: a fold's own input then reruns that fold alone (with folds_per_job K, its job).
-    over = write_yaml(tmp_path / "over.yaml", {"subjects": [1, 2, 3], "training": {"epochs": 1, "image_size": 32},
-                                               "resources": {"folds_per_job": 1}})
-    rc, out = snakemake(tmp_path, "--configfile", DEMO, over, "--cores", "2")
-    assert rc == 0, out[-5000:]
-    res = tmp_path / "results"
+def test_demo_real_run_three_subjects(demo_study, tmp_path):
+    work, over = demo_study
+    res = work / "results"
     for loss in ("mean_variance", "softmax"):
         for s in ("001", "002", "003"):
             m = json.loads((res / "folds" / loss / s / "metrics.json").read_text())
@@ -566,32 +586,42 @@ def test_demo_real_run_three_subjects(tmp_path):
         assert (res / "logs" / f"{log}.log").is_file()
 
     # Everything done: nothing left to do; the report builds.
-    rc, out = snakemake(tmp_path, "--configfile", DEMO, over, "-n")
+    rc, out = snakemake(work, "--configfile", DEMO, over, "-n")
     assert rc == 0 and "Nothing to be done" in out, out
+    rc, out = snakemake(work, "--configfile", DEMO, over, "--report", tmp_path / "report.html")
+    assert rc == 0 and (tmp_path / "report.html").stat().st_size > 10000, out
+
+
+def test_demo_split_edit_reruns_that_subjects_folds_only(demo_study, tmp_path):
     # Changing one fold's own input (its split file) reruns that subject's folds and the gather only.
     # (A bare touch is not enough: Snakemake 9 sees that a small file's checksum is unchanged.)
+    work, over = demo_study
+    work = copy_study(work, tmp_path / "study")
+    rc, out = snakemake(work, "--configfile", DEMO, over, "-n")
+    assert rc == 0 and "Nothing to be done" in out, out  # the copy is the same finished study
+    res = work / "results"
     split = res / "splits" / "002.tsv"
     assert split.read_text().splitlines()[0] == "image\tsubject\tage\trole"
     split.write_text(split.read_text() + "\n")  # a trailing blank line: same split, new content
-    rc, out = snakemake(tmp_path, "--configfile", DEMO, over, "-n")
+    rc, out = snakemake(work, "--configfile", DEMO, over, "-n")
     counts = job_counts(out)
     # The baselines rerun too: one job per method covers every subject, in seconds.
     assert rc == 0 and counts["train"] == 2 and counts["baseline"] == 3 and counts["gather"] == 1, out
     assert not {"split", "prepare", "manifest"} & set(counts), counts
     trained = re.findall(r"output: results/folds/(?:mean_variance|softmax)/(\d{3})/metrics\.json", out)
     assert set(trained) == {"002"}, out
-    rc, out = snakemake(tmp_path, "--configfile", DEMO, over, "--report", tmp_path / "report.html")
-    assert rc == 0 and (tmp_path / "report.html").stat().st_size > 10000, out
 
 
 def test_kfold_demo_runs_a_manifest_under_another_layout_into_tables_and_plots(tmp_path):
-    # config/kfold-demo.yaml as shipped but for 1 epoch: `ageest synth --manifest` writes the people
-    # under faces/person-NNN/ (no FG-NET names), the study reads them through the manifest alone.
-    over = write_yaml(tmp_path / "over.yaml", {"training": {"epochs": 1}})
+    # config/kfold-demo.yaml as shipped but for 1 epoch and 10 people (of its 82; 2 a fold): `ageest synth
+    # --manifest` writes the people under faces/person-NNN/ (no FG-NET names), the study reads them
+    # through the manifest alone.
+    people = 10
+    over = write_yaml(tmp_path / "over.yaml", {"training": {"epochs": 1}, "data": {"synth_subjects": people}})
     rc, out = snakemake(tmp_path, "--configfile", KFOLD, over, "--cores", "2")
     assert rc == 0, out[-5000:]
     data = tmp_path / "resources" / "synth-manifest"
-    assert not list(data.rglob("*.JPG")) and len(list((data / "faces").glob("person-*"))) == 82
+    assert not list(data.rglob("*.JPG")) and len(list((data / "faces").glob("person-*"))) == people
     res = tmp_path / "results"
     t = {n: pd.read_csv(res / "tables" / f"{n}.tsv", sep="\t") for n in ("folds", "summary", "predictions", "comparison")}
     assert sorted(t["folds"]["fold"].unique()) == [1, 2, 3, 4, 5] and len(t["folds"]) == 20  # 2 losses + 2 baselines
@@ -601,8 +631,8 @@ def test_kfold_demo_runs_a_manifest_under_another_layout_into_tables_and_plots(t
         assert len(d) == n_images and d["image"].is_unique and (d.groupby("subject")["fold"].nunique() == 1).all()
     assert p["image"].str.startswith("faces/person-").all() and (p["person"] == p["subject"].map("person-{:03d}".format)).all()
     s = t["summary"].set_index("loss")
-    assert (s["n_subjects"] == 82).all() and (s["images"] == n_images).all() and (s["protocol"] == "kfold:5").all()
-    assert t["comparison"]["n_subjects"].eq(82).all()
+    assert (s["n_subjects"] == people).all() and (s["images"] == n_images).all() and (s["protocol"] == "kfold:5").all()
+    assert t["comparison"]["n_subjects"].eq(people).all()
     for name in ("ranking", "subject_mae_paired", "cs_curves", "training_curves"):
         assert (res / "plots" / f"{name}.png").stat().st_size > 10000
 
