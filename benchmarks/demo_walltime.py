@@ -63,9 +63,11 @@ def main() -> None:
     if args.quick:
         args.subset, args.subset_only, args.rounds = 3, True, 1  # 3: `ageest plots` needs more than 1 person
     tmp = Path(tempfile.mkdtemp(prefix="ageest-demo-bench-"))
-    # --quick: the subset out of 8 synthetic people instead of the demo's 82 (the same rules, fewer images).
-    subset = written(tmp, "subset.yaml", f"subjects: {list(range(1, args.subset + 1))}\n"
-                     + ("data: {synth_subjects: 8}\n" if args.quick else ""))
+    # --quick: the subset out of 8 synthetic people instead of the demo's 82, one loss and no baselines
+    # (the same rules on less work: what it checks is that the arms run and the figures are written).
+    quick = ("data: {synth_subjects: 8}\nlosses: [mean_variance]\nreference_loss: mean_variance\n"
+             "baselines: []\ncompare_with: []\n")
+    subset = written(tmp, "subset.yaml", f"subjects: {list(range(1, args.subset + 1))}\n" + (quick if args.quick else ""))
     reference = written(tmp, "reference.yaml", REFERENCE_STYLE)
     load = os.getloadavg()[0]
     print(f"machine: {os.cpu_count()} cores, load {load:.1f}; snakemake --cores {args.cores} --resources gpu=1 "
@@ -80,7 +82,7 @@ def main() -> None:
     s = alternate(arms, args.rounds)
     a, b = list(s)
     ratio = median_ratio(s[b], s[a])
-    sub = f"subset ({args.subset} subjects x 2 losses, synthesis and gather included)"
+    sub = f"subset ({args.subset} subjects x {'one loss' if args.quick else 'both losses'}, synthesis and gather included)"
     what = "whole demo" if args.against and not args.subset_only else sub
     print(f"{what}: {a} " + ", ".join(f"{t:.0f} s" for t in s[a]) + f"; {b} " + ", ".join(f"{t:.0f} s" for t in s[b])
           + f"; median ratio {b}/{a} {ratio:.2f}x (load {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end)",
