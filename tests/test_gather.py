@@ -167,6 +167,7 @@ def test_cli_one_line_error(tmp_path, capsys):
 @pytest.mark.parametrize("make_study", [lambda d: study(d), lambda d: seeded_study(d),
                                         lambda d: [make_fold(d, loss, 1) for loss in ("mean_variance", "softmax")]],
                          ids=["one_seed", "seeded", "one_subject"])
+@pytest.mark.slow
 def test_plots(tmp_path, make_study):
     from ageest.study.catalog import PLOTS
     from ageest.study.plots import make_plots

@@ -225,6 +225,7 @@ def relayout(synth_images: Path, dest: Path) -> tuple[Path, dict[str, str]]:
     return manifest, names
 
 
+@pytest.mark.slow
 def test_a_manifest_of_fgnet_data_gives_its_splits_and_fold_results(synth_small, tmp_path):
     from ageest.config import load_config
     from ageest.train.fold import run_fold

@@ -71,6 +71,7 @@ def _small_size(arch):
 
 
 @pytest.mark.parametrize("arch", sorted(BACKBONES))
+@pytest.mark.slow
 def test_every_backbone_gets_the_reference_head_where_its_classifier_was(arch):
     m = build_model(arch, 7, "none").eval()
     head = m.get_submodule(BACKBONES[arch].classifier)
@@ -82,6 +83,7 @@ def test_every_backbone_gets_the_reference_head_where_its_classifier_was(arch):
 
 
 @pytest.mark.parametrize("arch", ["vgg16", "efficientnet_b0", "convnext_tiny"])
+@pytest.mark.slow
 def test_other_backbones_load_local_state_dicts_and_the_hub_cache(arch, tmp_path, monkeypatch):
     src = getattr(torchvision.models, arch)(weights=None)
     first = next(n for n, p in src.named_parameters() if p.dim() == 4)  # the first convolution

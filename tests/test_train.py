@@ -28,6 +28,7 @@ def tiny_fold(synth_small, tmp_path_factory):
     return out, run_fold(synth_small, 2, "mean_variance", out, _cfg(), log=lambda *_: None)
 
 
+@pytest.mark.slow
 def test_fold_end_to_end(tiny_fold):
     out, m = tiny_fold
     assert sorted(p.name for p in out.iterdir()) == ["history.tsv", "metrics.json", "model.pt",
@@ -55,6 +56,7 @@ def test_fold_end_to_end(tiny_fold):
     assert m == saved
 
 
+@pytest.mark.slow
 def test_same_command_twice_same_result(synth_small, tiny_fold, tmp_path):
     # The second run of tiny_fold's command (the first is the fixture's).
     first, a = tiny_fold
@@ -64,6 +66,7 @@ def test_same_command_twice_same_result(synth_small, tiny_fold, tmp_path):
     assert (first / "predictions.tsv").read_text() == (tmp_path / "b" / "predictions.tsv").read_text()
 
 
+@pytest.mark.slow
 def test_plain_pipeline_runs(synth_small, tmp_path):
     m = run_fold(synth_small, 1, "softmax", tmp_path / "p", _cfg(pipeline="plain", epochs=1,
                                                                    freeze_epochs=0), log=lambda *_: None)
@@ -93,6 +96,7 @@ def test_head_only_epoch_leaves_every_backbone_tensor_bit_identical(synth_small,
     assert model["fc.0.num_batches_tracked"].item() > 0  # the head's BatchNorm1d did train
 
 
+@pytest.mark.slow
 def test_freeze_bn_false_lets_the_running_stats_move(synth_small, tmp_path):
     # The reference recipe's behaviour: frozen weights, but model.train() moves the backbone's BatchNorm statistics.
     start, after, _ = _backbone_after_head_only_epoch(synth_small, tmp_path, freeze_bn=False)
@@ -181,6 +185,7 @@ def test_sigterm_saves_state_mid_epoch_and_resumes(synth_small, uninterrupted, t
     assert not (out / STATE_FILE).exists()  # removed once the fold is done (keep_checkpoint false)
 
 
+@pytest.mark.slow
 def test_state_from_another_config_is_refused(synth_small, tmp_path):
     out = tmp_path / "f"
     run_fold(synth_small, 2, "softmax", out, _cfg(epochs=1, freeze_epochs=0, keep_checkpoint=True),

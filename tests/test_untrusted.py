@@ -281,6 +281,7 @@ def test_a_superscript_digit_is_a_name_not_a_number():
         parse_protocol("kfold:²")
 
 
+@pytest.mark.slow
 def test_keep_checkpoint_keeps_the_finished_folds_state_even_after_one_epoch(synth_small, tmp_path):
     from ageest.config import load_config
     from ageest.train.fold import STATE_FILE, run_fold
