@@ -139,9 +139,14 @@ def plan_study(config: dict, project_dir: str | Path, local: bool = True, check_
 
 
 def load_schema(project_dir: str | Path) -> dict:
-    """The workflow config's JSON schema, with the method names it allows taken from ageest.methods."""
+    """The workflow config's JSON schema, with what it allows from their one source added: the
+    baseline names (ageest.methods), the prediction columns and the bootstrap's bound (the catalog)."""
+    from ageest.study.catalog import MAX_BOOTSTRAP, PREDICTION_COLUMNS
+
     schema = yaml.safe_load((Path(project_dir) / SCHEMA).read_text())
     schema["properties"]["baselines"]["items"]["enum"] = list(BASELINES)
+    gather = schema["properties"]["gather"]["properties"]
+    gather["prediction"]["enum"], gather["bootstrap"]["maximum"] = list(PREDICTION_COLUMNS), MAX_BOOTSTRAP
     return schema
 
 

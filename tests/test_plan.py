@@ -112,6 +112,10 @@ def test_torch_threads_and_the_input_left_unchanged(tmp_path):
     ({"seeds": [1, 1]}, "seeds"),
     ({"losses": "most"}, "losses"),
     ({"gather": {"bootstrap": 5}}, "gather.bootstrap"),
+    # Bounds and names the schema takes from their one source (ageest.study.catalog, ageest.methods):
+    ({"gather": {"bootstrap": 2_000_000}}, "gather.bootstrap"),
+    ({"gather": {"prediction": "median_age"}}, "gather.prediction"),
+    ({"baselines": ["mean", "median"]}, "baselines.1"),
     ({"training": {"save_model": True}}, "training.save_model"),
     ({"training": {"device": "cpu"}, "resources": {"gpu": True}}, "resources.gpu"),
     ({"resources": {"folds_per_job": 0}}, "resources.folds_per_job"),

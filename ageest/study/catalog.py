@@ -32,6 +32,9 @@ TABLES: dict[str, tuple[str, ...]] = {
 }
 PER_FOLD = ("folds", "predictions", "history")  # one row per fold or image: no seed column with one seed
 
+PREDICTION_COLUMNS = ("predicted_age", "predicted_age_rounded")  # what errors may be computed from
+MAX_BOOTSTRAP = 1_000_000  # resamples at most: each costs a pass over every image
+
 PLOTS = ("ranking", "subject_mae_paired", "cs_curves", "predicted_vs_true", "mae_by_age_band", "training_curves")
 
 

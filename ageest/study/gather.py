@@ -35,14 +35,13 @@ from typing import Any, Sequence
 import pandas as pd
 
 from ageest.study import stats
-from ageest.study.catalog import PER_FOLD, TABLES, THETAS
+from ageest.study.catalog import MAX_BOOTSTRAP, PER_FOLD, PREDICTION_COLUMNS, TABLES, THETAS
 from ageest.config import OPERATIONAL_KEYS
 from ageest.data.protocols import parse_protocol
 from ageest.errors import AgeestError
 from ageest.io import atomic_path, remove_temporaries
 
 BAND_WIDTH = 10
-PREDICTION_COLUMNS = ("predicted_age", "predicted_age_rounded")
 
 
 class FoldResult:
@@ -467,8 +466,6 @@ def _bootstrap_count(text: str) -> int:
         raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_BOOTSTRAP:,} resamples, not {n}")
     return n
 
-
-MAX_BOOTSTRAP = 1_000_000
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
