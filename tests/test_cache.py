@@ -82,7 +82,7 @@ def test_edited_landmark_file_is_not_served_from_the_cache(aligned_data, tmp_pat
     default_before = default_cache_path(records, ALIGNED)
     unaligned_default = default_cache_path(records, CFG)
     _nudge(points / f"{records[5].path.stem.lower()}.pts")
-    with pytest.raises(DataError, match="differs in: .*landmarks"):
+    with pytest.raises(DataError, match="differs in: fingerprint, landmarks"):
         open_cache(path, records, ALIGNED, points)
     # The default cache path names the landmarks too: an edit gets a cache of its own.
     assert default_cache_path(records, ALIGNED) != default_before
