@@ -16,6 +16,7 @@ import torch
 from ageest.errors import AgeestError, DataError, os_error_line, printable
 from ageest.io import (atomic_path, current_umask, remove_temporaries, save_torch_atomic, write_failure,
                        write_json_atomic, write_text_atomic)
+import pyproc
 from conftest import tiny_overrides
 
 
@@ -57,7 +58,7 @@ def test_a_file_system_without_modes_still_gets_the_file(tmp_path, monkeypatch):
 
 
 def _train_cmd(images, out, *extra, state=None):
-    return [sys.executable, "-m", "ageest", "train", "--images", str(images), "--leave-subject", "2",
+    return ["-m", "ageest", "train", "--images", str(images), "--leave-subject", "2",
             "--loss", "softmax", "--out", str(out), *(["--state-dir", str(state)] if state else []),
             *[a for o in tiny_overrides(**{"epochs": 1, "freeze_epochs": 0, **dict(e.split("=") for e in extra)})
               for a in ("--set", o)]]
@@ -70,8 +71,7 @@ def test_a_folds_files_follow_the_umask(synth_small, tmp_path, monkeypatch, mask
     monkeypatch.setenv("AGEEST_CACHE_DIR", str(tmp_path / "cache"))  # this fold builds its own
     # One epoch: the state is saved at its end, then again over it as the finished fold's (keep_checkpoint).
     with umask(mask):
-        r = subprocess.run(_train_cmd(synth_small, out, "keep_checkpoint=true", state=state),
-                           capture_output=True, text=True, timeout=600)
+        r = pyproc.run(_train_cmd(synth_small, out, "keep_checkpoint=true", state=state))
     assert r.returncode == 0, r.stderr
     cache = tmp_path / "cache"
     files = [*out.iterdir(), state / "state.pt", *cache.glob("*.npy"), *cache.glob("*.npy.json")]
@@ -87,7 +87,7 @@ def test_a_killed_runs_temporaries_are_removed_by_the_next_run(synth_small, tmp_
     for p in litter + keep:
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(b"\0" * 1000)
-    r = subprocess.run(_train_cmd(synth_small, out, state=state), capture_output=True, text=True, timeout=600)
+    r = pyproc.run(_train_cmd(synth_small, out, state=state))
     assert r.returncode == 0, r.stderr
     assert [p for p in litter if p.exists()] == [] and all(p.exists() for p in keep)
 
@@ -164,8 +164,7 @@ def test_text_and_numpy_on_a_full_disk(small_disk):
 def test_a_fold_on_a_6_mb_disk_ends_with_one_line_saying_it_is_full(synth_small, tmp_path):
     """Done when: the fold's state (and model) do not fit: one line, the OS's reason, exit 2."""
     with _tmpfs(tmp_path / "disk", "6m") as disk:
-        r = subprocess.run(_train_cmd(synth_small, disk / "fold"), capture_output=True, text=True,
-                           timeout=600)
+        r = pyproc.run(_train_cmd(synth_small, disk / "fold"))
         # A fold that wrote nothing leaves no folder (ageest train removes the one it made).
         left = sorted(p.name for p in (disk / "fold").iterdir()) if (disk / "fold").exists() else []
     assert r.returncode == 2, r.stderr
@@ -214,6 +213,7 @@ def test_non_utf8_file_in_a_real_process(tmp_path):
     folder.mkdir(parents=True)
     Image.new("RGB", (20, 20)).save(folder / "001A02.JPG")
     (folder / "001A03.JPG").write_bytes(b"\xff\xd8\xff broken")
+    # A real subprocess, not pyproc: this command imports no torch, and the quick loop starts no fork server.
     r = subprocess.run([sys.executable, "-m", "ageest", "manifest", "--images", os.fsencode(folder), "--out",
                         str(tmp_path / "m.tsv")], capture_output=True)
     assert r.returncode == 2

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import pyproc
+
 from ageest.data.reader import read_records
 from ageest.data.fgnet import scan_images
 from ageest.data.landmarks import write_pts
@@ -249,15 +251,10 @@ def test_a_manifest_of_fgnet_data_gives_its_splits_and_fold_results(synth_small,
 
 @pytest.mark.slow
 def test_the_workflow_stops_on_a_bad_row_before_any_job(root, tmp_path):
-    import os
-    import subprocess
-    import sys
-
     write(root, "faces/a.jpg\t3\tann", "faces/b.jpg\t4\tann", "faces/c.png\tforty\tbob")
     (tmp_path / "mine.yaml").write_text(f"data: {{source: manifest, manifest: {root / 'faces.tsv'}}}\n")
-    r = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
-                        "--cores", "1", "--configfile", str(ROOT / "config" / "demo.yaml"), str(tmp_path / "mine.yaml")],
-                       capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=600)
+    r = pyproc.snakemake(["-s", ROOT / "Snakefile", "--directory", tmp_path, "--cores", "1",
+                          "--configfile", ROOT / "config" / "demo.yaml", tmp_path / "mine.yaml"], timeout=600)
     assert r.returncode != 0
     assert "config error: data.manifest: " in r.stderr and "row 4, column age: 'forty' is not a number" in r.stderr
     assert not (tmp_path / "results").exists()

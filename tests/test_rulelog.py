@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+import pyproc
+
 from ageest.rulelog import TAIL_LINES, logged_script, on_failure
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,9 +32,8 @@ def _with_command(rule_shell: str, command: str) -> tuple[str, str]:
 def rule_commands(tmp_path_factory):
     """{rule: its shell command} of a dry run of the demo, one subject, as Snakemake runs them."""
     work = tmp_path_factory.mktemp("dry")
-    r = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(work),
-                        "--configfile", str(ROOT / "config" / "demo.yaml"), "--config", "subjects=[1]", "-n", "-p"],
-                       capture_output=True, text=True, timeout=300)
+    r = pyproc.snakemake(["-s", ROOT / "Snakefile", "--directory", work, "--configfile", ROOT / "config" / "demo.yaml",
+                          "--config", "subjects=[1]", "-n", "-p"], timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     commands, rule = {}, None
     for line in (r.stdout + r.stderr).splitlines():

@@ -14,6 +14,7 @@ import torch
 from ageest.config import load_config
 from ageest.errors import AgeestError
 from ageest.train.fold import STATE_FILE, run_fold
+import pyproc
 from conftest import tiny_overrides
 
 
@@ -107,7 +108,7 @@ def test_freeze_bn_false_lets_the_running_stats_move(synth_small, tmp_path):
 
 
 def _train_cmd(images, out, *extra):
-    return [sys.executable, "-m", "ageest", "train", "--images", str(images), "--leave-subject", "4",
+    return ["-m", "ageest", "train", "--images", str(images), "--leave-subject", "4",
             "--loss", "mean_variance", "--out", str(out)] + [
         a for o in tiny_overrides(**{"epochs": 4, **dict(e.split("=") for e in extra)}) for a in ("--set", o)]
 
@@ -119,7 +120,7 @@ RESUMED = ("epochs=3",)
 @pytest.fixture(scope="module")
 def uninterrupted(synth_small, tmp_path_factory):
     ref = tmp_path_factory.mktemp("uninterrupted") / "ref"
-    subprocess.run(_train_cmd(synth_small, ref, *RESUMED), check=True, capture_output=True, timeout=600)
+    assert pyproc.run(_train_cmd(synth_small, ref, *RESUMED)).returncode == 0
     return ref
 
 
@@ -128,7 +129,8 @@ def test_killed_fold_resumes_to_the_same_result(synth_small, uninterrupted, tmp_
     env = dict(os.environ)
     ref = uninterrupted
     out = tmp_path / "killed"
-    proc = subprocess.Popen(_train_cmd(synth_small, out, *RESUMED, "keep_checkpoint=true"), env=env,
+    # A real subprocess: its output is read while it runs.
+    proc = subprocess.Popen([sys.executable, *_train_cmd(synth_small, out, *RESUMED, "keep_checkpoint=true")], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     # Kill hard once two epochs are saved: no handler runs, the last saved state must do.
     deadline = time.time() + 300
@@ -141,8 +143,7 @@ def test_killed_fold_resumes_to_the_same_result(synth_small, uninterrupted, tmp_
     proc.wait()
     assert not (out / "metrics.json").exists()
     assert (out / STATE_FILE).exists()
-    r = subprocess.run(_train_cmd(synth_small, out, *RESUMED, "keep_checkpoint=true"), env=env, capture_output=True,
-                       text=True)
+    r = pyproc.run(_train_cmd(synth_small, out, *RESUMED, "keep_checkpoint=true"), env=env)
     assert r.returncode == 0, r.stderr
     assert "resuming" in r.stdout
     a = json.loads((ref / "metrics.json").read_text())
@@ -173,13 +174,12 @@ sys.exit(main(sys.argv[1:]))
 def test_sigterm_saves_state_mid_epoch_and_resumes(synth_small, uninterrupted, tmp_path):
     out = tmp_path / "term"
     cmd = _train_cmd(synth_small, out, *RESUMED)
-    r = subprocess.run([sys.executable, "-c", SIGTERM_MID_EPOCH] + cmd[3:], capture_output=True, text=True,
-                       timeout=600)
+    r = pyproc.run(["-c", SIGTERM_MID_EPOCH] + cmd[2:])
     assert r.returncode == 2, r.stdout + r.stderr
     assert "stopped by signal" in r.stderr and "in epoch 2" in r.stderr and "state saved" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr and "epoch 1/3" in r.stdout and "epoch 2/3" not in r.stdout
     assert (out / STATE_FILE).exists() and not (out / "metrics.json").exists()
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    r = pyproc.run(cmd)
     assert r.returncode == 0 and "resuming" in r.stdout, r.stdout + r.stderr
     assert (uninterrupted / "predictions.tsv").read_text() == (out / "predictions.tsv").read_text()
     assert not (out / STATE_FILE).exists()  # removed once the fold is done (keep_checkpoint false)
@@ -223,20 +223,17 @@ def test_fold_follows_a_split_file(synth_small, tmp_path):
 @pytest.mark.slow
 def test_several_folds_in_one_process_equal_folds_in_their_own(synth_small, tmp_path):
     one = [a for o in tiny_overrides(epochs=1, freeze_epochs=0) for a in ("--set", o)]
-    base = [sys.executable, "-m", "ageest", "train", "--images", str(synth_small), "--loss", "softmax"]
+    base = ["-m", "ageest", "train", "--images", str(synth_small), "--loss", "softmax"]
     # The second fold is the one a shared process could change (the first is any fold's start).
-    subprocess.run(base + ["--leave-subject", "3", "--out", str(tmp_path / "own" / "003")] + one,
-                   check=True, capture_output=True, timeout=600)
-    r = subprocess.run(base + ["--leave-subject", "2", "3", "--out", str(tmp_path / "shared" / "{subject}")] + one,
-                       capture_output=True, text=True, timeout=600)
+    assert pyproc.run(base + ["--leave-subject", "3", "--out", str(tmp_path / "own" / "003")] + one).returncode == 0
+    r = pyproc.run(base + ["--leave-subject", "2", "3", "--out", str(tmp_path / "shared" / "{subject}")] + one)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "own" / "003" / "predictions.tsv").read_text() == \
         (tmp_path / "shared" / "003" / "predictions.tsv").read_text()
     for s in ("002", "003"):
         m = json.loads((tmp_path / "shared" / s / "metrics.json").read_text())
         assert m["cpu_seconds"] > 0 and m["peak_rss_mb"] > 0 and m["peak_rss_scope"] in ("fold", "process")
-    r = subprocess.run(base + ["--leave-subject", "2", "3", "--out", str(tmp_path / "shared" / "{subject}")] + one,
-                       capture_output=True, text=True, timeout=600)
+    r = pyproc.run(base + ["--leave-subject", "2", "3", "--out", str(tmp_path / "shared" / "{subject}")] + one)
     assert r.returncode == 0 and r.stdout.count("skipped") == 2, r.stdout + r.stderr
 
 
@@ -251,14 +248,12 @@ def test_sigterm_in_a_later_fold_saves_it_and_a_rerun_skips_the_finished_one(syn
     pattern = str(tmp_path / "f" / "{subject}")
     args = ["--images", str(synth_small), "--loss", "mean_variance", "--leave-subject", "2", "3",
             "--out", pattern] + [a for o in tiny_overrides(epochs=1, freeze_epochs=0) for a in ("--set", o)]
-    r = subprocess.run([sys.executable, "-c", SIGTERM_SECOND_FOLD, "train"] + args, capture_output=True,
-                       text=True, timeout=600)
+    r = pyproc.run(["-c", SIGTERM_SECOND_FOLD, "train"] + args)
     assert r.returncode == 2 and "fold 003 mean_variance: stopped by signal" in r.stderr, r.stdout + r.stderr
     assert (tmp_path / "f" / "002" / "metrics.json").exists() and not (tmp_path / "f" / "003" / "metrics.json").exists()
     assert (tmp_path / "f" / "003" / STATE_FILE).exists()
-    r = subprocess.run([sys.executable, "-m", "ageest", "train"] + args, capture_output=True, text=True, timeout=600)
+    r = pyproc.run(["-m", "ageest", "train"] + args)
     assert r.returncode == 0 and "subject=002 loss=mean_variance: finished" in r.stdout and "resuming" in r.stdout, r.stdout
     ref = tmp_path / "ref"
-    subprocess.run([sys.executable, "-m", "ageest", "train"] + args[:5] + ["3", "--out", str(ref)] + args[9:],
-                   check=True, capture_output=True, timeout=600)
+    assert pyproc.run(["-m", "ageest", "train"] + args[:5] + ["3", "--out", str(ref)] + args[9:]).returncode == 0
     assert (ref / "predictions.tsv").read_text() == (tmp_path / "f" / "003" / "predictions.tsv").read_text()

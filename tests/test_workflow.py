@@ -1,15 +1,13 @@
 """The Snakemake workflow: lint, planning (dry runs), config checks, the download rule, a real run.
 
-Snakemake runs as a subprocess with --directory in a tmp folder, so results/ in the repository is
-never touched.
+Snakemake runs in a process of its own (tests/pyproc.py) with --directory in a tmp folder, so
+results/ in the repository is never touched.
 """
 
 import hashlib
 import json
 import math
 import re
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -17,7 +15,9 @@ import pandas as pd
 import pytest
 import yaml
 
-pytestmark = pytest.mark.slow  # every test here runs Snakemake in a subprocess
+import pyproc
+
+pytestmark = pytest.mark.slow  # every test here runs Snakemake
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEFILE = ROOT / "Snakefile"
@@ -33,8 +33,7 @@ SUFFIXES = {(1, 5): ["a", "b"]}  # FG-NET's two photos at one age: 001A05a.JPG, 
 
 
 def snakemake(workdir, *args, timeout=900):
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(workdir), *map(str, args)]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    r = pyproc.snakemake(["-s", SNAKEFILE, "--directory", workdir, *args], timeout=timeout)
     return r.returncode, r.stdout + r.stderr
 
 
@@ -96,11 +95,12 @@ def demo_study(tmp_path_factory):
     """The demo for real, run once for the tests that read a finished study: subjects 1-3 x both
     losses + the three baselines, 1 epoch, out of 8 synthetic people (the demo makes 82: the same
     rules on fewer images). One job per fold: a fold's own input then reruns that fold alone (with
-    folds_per_job K, its job). A test that changes the study works on a copy (copy_study)."""
+    folds_per_job K, its job); one thread a job, so that --cores 2 trains two folds at a time. A test that
+    changes the study works on a copy (copy_study)."""
     work = tmp_path_factory.mktemp("demo-study")
     over = write_yaml(work.parent / f"{work.name}.yaml", {"subjects": [1, 2, 3], "data": {"synth_subjects": 8},
                                                            "training": {"epochs": 1, "image_size": 32},
-                                                           "resources": {"folds_per_job": 1}})
+                                                           "resources": {"folds_per_job": 1, "train_threads": 1}})
     rc, out = snakemake(work, "--configfile", DEMO, over, "--cores", "2")
     assert rc == 0, out[-5000:]
     return work, over
@@ -309,7 +309,8 @@ def test_two_seeds_train_apart_on_one_split(demo_study, tmp_path):
     # cache and split of subject 1 are this study's, so only the two folds run.
     work = copy_study(demo_study[0], tmp_path / "study")
     over = write_yaml(tmp_path / "over.yaml", {"subjects": [1], "seeds": [0, 1], "baselines": [], "compare_with": [],
-                                               "data": {"synth_subjects": 8}, "training": {"epochs": 1}})
+                                               "data": {"synth_subjects": 8}, "training": {"epochs": 1},
+                                               "resources": {"train_threads": 1}})
     targets = [f"results/folds/softmax/seed{n}/001/metrics.json" for n in (0, 1)]
     rc, out = snakemake(work, *targets, "--configfile", DEMO, over, "--cores", "2")
     assert rc == 0, out[-5000:]
