@@ -1,4 +1,4 @@
-"""What the speed benchmarks share: the image cache of a size, and one training set-up as
+"""What the speed benchmarks share: their image cache, and one training set-up as
 `ageest train` makes it (run as `python benchmarks/NAME.py`, which puts this folder on sys.path)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ageest.pipeline.cache import open_cache
+from ageest.pipeline.cache import default_cache_path, open_cache
 from ageest.config import Config
 from ageest.train.engine import autocast_for, train_one_epoch
 from ageest.data.records import Record
@@ -18,17 +18,19 @@ from ageest.nn.losses import loss_spec
 from ageest.train.fold import build_training
 
 
-def cache_path(size: int) -> str:
-    """The benchmarks' cache of the images prepared for `size` px crops, reused between runs: in a
-    folder of this user's own (its lock file too), never a fixed name in the shared temp dir."""
+def cache_path(records: Sequence[Record], config: Config) -> str:
+    """The benchmarks' cache of `records` prepared as `config` says, reused between runs: in a folder
+    of this user's own (its lock file too), never a fixed name in the shared temp dir, and named as
+    `ageest train` names its caches (cache version, the data's fingerprint, the geometry), so
+    other images, settings or an older cache format get a cache of their own."""
     from ageest.train.devices import own_folder
 
     folder = own_folder(Path(os.environ.get("TMPDIR", "/tmp")) / f"ageest-bench-{os.getuid()}")
-    return os.path.join(folder, f"bench-cache-{size}.npy")
+    return os.path.join(folder, default_cache_path(records, config).name)
 
 
 def open_bench_cache(records: Sequence[Record], config: Config) -> np.ndarray:
-    return open_cache(cache_path(config.image_size), records, config, None)[0]
+    return open_cache(cache_path(records, config), records, config, None)[0]
 
 
 class Trainer:

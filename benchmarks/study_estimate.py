@@ -22,7 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from fastpath import cache_path
 from suite import add_suite_arguments, quick_images, write_figures
 
 
@@ -37,7 +36,7 @@ def run_wave(args, k: int, root: Path) -> list[dict]:
                 f"device={args.device}", f"threads={args.threads}"]
         cmd = [sys.executable, "-m", "ageest", "train", "--images", args.images, "--leave-subject",
                str(args.subjects[i % len(args.subjects)]), "--loss", loss, "--out", str(out),
-               "--cache", args.cache, "--overwrite"] + [a for s in sets for a in ("--set", s)]
+               *(["--cache", args.cache] if args.cache else []), "--overwrite"] + [a for s in sets for a in ("--set", s)]
         procs.append((out, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True),
                       time.perf_counter()))
     folds = []
@@ -70,7 +69,8 @@ def run_wave(args, k: int, root: Path) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", default=None, help="FG-NET-layout images (--quick: a small synthetic set)")
-    ap.add_argument("--cache", default=None, help="cache from `ageest prepare` at --image-size (default: made)")
+    ap.add_argument("--cache", default=None,
+                    help="cache from `ageest prepare` at --image-size (default: ageest train's own, made once)")
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 4])
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--freeze-epochs", type=int, default=1)
@@ -90,7 +90,6 @@ def main() -> None:
         args.concurrency, args.epochs, args.freeze_epochs, args.image_size, args.subjects = [1], 2, 1, 32, [1]
         args.threads = 1
     args.images = args.images or quick_images()
-    args.cache = args.cache or cache_path(args.image_size)
     root = Path(tempfile.mkdtemp(prefix="ageest-study-"))
     rows = []
     print(f"{'K':>3} {'fold img/s':>10} {'startup s':>9} {'head ep s':>9} {'full ep s':>9} "

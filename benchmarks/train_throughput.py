@@ -109,7 +109,7 @@ def main() -> None:
         recs = records[:n]
         seed = PlainSource(recs, c, device, default_points_dir(args.images) if c.align != "none" else None,
                            workers=args.workers)
-        reused = os.path.exists(cache_path(size) + ".json")
+        reused = os.path.exists(cache_path(records, c) + ".json")
         t0 = time.perf_counter()
         arr = open_bench_cache(records, c)
         built = "reused" if reused else f"built in {time.perf_counter() - t0:.1f} s"

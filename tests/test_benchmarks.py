@@ -2,11 +2,13 @@
 benchmark fails the suite. The figures themselves are not checked: they are timings."""
 
 import csv
-import subprocess
+import os
 import sys
 from pathlib import Path
 
 import pytest
+
+import pyproc
 
 ROOT = Path(__file__).resolve().parents[1]
 # detect_compare.py scores detectors on a landmarked folder: tests/test_detect_compare.py runs its
@@ -32,9 +34,8 @@ def bench_tmp(tmp_path_factory):
 def test_quick_run_writes_its_figures(tmp_path, bench_tmp, name):
     out = tmp_path / "figures.tsv"
     extra = ["--directory", str(tmp_path / "study")] if name == "study_walltime.py" else []
-    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / name), "--quick", "--out", str(out), *extra],
-                       capture_output=True, text=True, timeout=900, cwd=tmp_path,
-                       env={**__import__("os").environ, "TMPDIR": str(bench_tmp)})
+    r = pyproc.run([ROOT / "benchmarks" / name, "--quick", "--out", out, *extra], timeout=900, cwd=tmp_path,
+                   env={**os.environ, "TMPDIR": str(bench_tmp)})
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     rows = list(csv.DictReader(out.open(), delimiter="\t"))
     assert rows, r.stdout
@@ -49,3 +50,22 @@ def test_alternate_takes_turns_and_the_ratio_is_per_round():
                         warmup=True)
     assert calls == ["a", "b"] * 4 and figures == {"a": [2.0] * 3, "b": [6.0] * 3}
     assert median_ratio([6, 9, 30], [2, 3, 5]) == 3.0
+
+
+def test_the_benchmarks_cache_is_named_by_its_data_and_settings(blobs, tmp_path, monkeypatch):
+    # A fixed name per size once served a cache of other images or an older format: "differs in: version".
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from fastpath import cache_path
+
+    from ageest.config import Config
+    from ageest.data.fgnet import scan_images
+    from ageest.pipeline.cache import CACHE_VERSION
+    from conftest import write_blobs
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    a, b = scan_images(blobs), scan_images(write_blobs(tmp_path / "other", seed=1))
+    c = Config(image_size=32, align="none", pretrained="none")
+    path = cache_path(a, c)
+    assert path == cache_path(a, c) and Path(path).parent.parent == tmp_path
+    assert Path(path).name.startswith(f"v{CACHE_VERSION}-")
+    assert len({path, cache_path(b, c), cache_path(a, Config(image_size=64, align="none", pretrained="none"))}) == 3
