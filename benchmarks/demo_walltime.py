@@ -27,10 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_STYLE = "training:\n  pipeline: plain\n  precision: fp32\n  channels_last: false\n"
 
 
-def snakemake(tree: Path, workdir: Path, cores: int, extra_configs: list[Path]) -> float:
-    """Seconds the demo takes from `tree` (its Snakefile and its ageest) in the empty `workdir`."""
+def snakemake(tree: Path, workdir: Path, cores: int, extra_configs: list[Path], target: str = "all") -> float:
+    """Seconds the demo (up to `target`) takes from `tree` (its Snakefile and its ageest) in the empty `workdir`."""
     shutil.rmtree(workdir, ignore_errors=True)
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(tree / "Snakefile"), "--directory", str(workdir),
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(tree / "Snakefile"), "--directory", str(workdir), target,
            "--cores", str(cores), "--resources", "gpu=1", "--quiet", "all",
            "--configfile", str(tree / "config" / "demo.yaml"), *map(str, extra_configs)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree), os.environ.get("PYTHONPATH", "")])}
@@ -60,12 +60,14 @@ def main() -> None:
     ap.add_argument("--keep", default=None, help="keep each arm's last demo folder here (results/, resources/)")
     add_suite_arguments(ap)
     args = ap.parse_args()
+    # --quick: 2 subjects out of 6 synthetic people instead of the demo's 82, one loss, no baselines, up
+    # to the tables (the same rules on less work: what it checks is that the arms run and the figures
+    # are written).
+    target = "results/tables/summary.tsv" if args.quick else "all"
     if args.quick:
-        args.subset, args.subset_only, args.rounds = 3, True, 1  # 3: `ageest plots` needs more than 1 person
+        args.subset, args.subset_only, args.rounds = 2, True, 1
     tmp = Path(tempfile.mkdtemp(prefix="ageest-demo-bench-"))
-    # --quick: the subset out of 8 synthetic people instead of the demo's 82, one loss and no baselines
-    # (the same rules on less work: what it checks is that the arms run and the figures are written).
-    quick = ("data: {synth_subjects: 8}\nlosses: [mean_variance]\nreference_loss: mean_variance\n"
+    quick = ("data: {synth_subjects: 6}\nlosses: [mean_variance]\nreference_loss: mean_variance\n"
              "baselines: []\ncompare_with: []\n")
     subset = written(tmp, "subset.yaml", f"subjects: {list(range(1, args.subset + 1))}\n" + (quick if args.quick else ""))
     reference = written(tmp, "reference.yaml", REFERENCE_STYLE)
@@ -74,15 +76,16 @@ def main() -> None:
           f"--configfile config/demo.yaml", flush=True)
     if args.against:  # the whole demo, or with --subset-only its subset, from both checkouts
         other, part = Path(args.against).resolve(), [subset] if args.subset_only else []
-        arms = {"this": lambda: snakemake(ROOT, tmp / "this", args.cores, part),
-                "against": lambda: snakemake(other, tmp / "against", args.cores, part)}
+        arms = {"this": lambda: snakemake(ROOT, tmp / "this", args.cores, part, target),
+                "against": lambda: snakemake(other, tmp / "against", args.cores, part, target)}
     else:
-        arms = {"fast": lambda: snakemake(ROOT, tmp / "fast", args.cores, [subset]),
-                "reference": lambda: snakemake(ROOT, tmp / "reference", args.cores, [subset, reference])}
+        arms = {"fast": lambda: snakemake(ROOT, tmp / "fast", args.cores, [subset], target),
+                "reference": lambda: snakemake(ROOT, tmp / "reference", args.cores, [subset, reference], target)}
     s = alternate(arms, args.rounds)
     a, b = list(s)
     ratio = median_ratio(s[b], s[a])
-    sub = f"subset ({args.subset} subjects x {'one loss' if args.quick else 'both losses'}, synthesis and gather included)"
+    sub = (f"subset ({args.subset} subjects x {'one loss' if args.quick else 'both losses'}, synthesis and gather "
+           f"included{', up to the tables' if args.quick else ''})")
     what = "whole demo" if args.against and not args.subset_only else sub
     print(f"{what}: {a} " + ", ".join(f"{t:.0f} s" for t in s[a]) + f"; {b} " + ", ".join(f"{t:.0f} s" for t in s[b])
           + f"; median ratio {b}/{a} {ratio:.2f}x (load {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end)",

@@ -56,7 +56,10 @@ def _fold(conn, images: str, size: int, threads: int, arch: str, batch: int) -> 
 
 class Arm:
     def __init__(self, folds: int, threads: int, images: str, size: int, arch: str, batch: int):
-        ctx = mp.get_context("spawn")
+        # Workers forked from a server that imported torch once (not from this process: no torch
+        # state of an earlier arm's parent leaks into them); each sets its own thread count.
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["torch", "fastpath"])
         self.conns, self.procs = [], []
         for _ in range(folds):
             parent, child = ctx.Pipe()
