@@ -2,11 +2,7 @@
 
 import json
 import math
-import os
 import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
@@ -124,32 +120,37 @@ def uninterrupted(synth_small, tmp_path_factory):
     return ref
 
 
+# `ageest train`, whose process kills itself with SIGKILL (no handler runs) as soon as the state of
+# its second epoch is written: no race with the test, no sleeping.
+SIGKILL_AFTER_TWO_EPOCHS = """
+import os, signal, sys
+import ageest.train.fold as fold
+from ageest.cli import main
+save = fold.save_state
+def save_then_die(path, identity, state, *rest):
+    save(path, identity, state, *rest)
+    if state.epoch == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+fold.save_state = save_then_die
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 @pytest.mark.slow
 def test_killed_fold_resumes_to_the_same_result(synth_small, uninterrupted, tmp_path):
-    env = dict(os.environ)
-    ref = uninterrupted
     out = tmp_path / "killed"
-    # A real subprocess: its output is read while it runs.
-    proc = subprocess.Popen([sys.executable, *_train_cmd(synth_small, out, *RESUMED, "keep_checkpoint=true")], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    # Kill hard once two epochs are saved: no handler runs, the last saved state must do.
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        line = proc.stdout.readline()
-        if line.startswith("epoch 2/3"):
-            time.sleep(0.5)  # let the epoch's state land
-            break
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    cmd = _train_cmd(synth_small, out, *RESUMED, "keep_checkpoint=true")
+    r = pyproc.run(["-c", SIGKILL_AFTER_TWO_EPOCHS] + cmd[2:])
+    assert r.returncode == -signal.SIGKILL, r.stdout + r.stderr
     assert not (out / "metrics.json").exists()
     assert (out / STATE_FILE).exists()
-    r = pyproc.run(_train_cmd(synth_small, out, *RESUMED, "keep_checkpoint=true"), env=env)
+    r = pyproc.run(cmd)
     assert r.returncode == 0, r.stderr
-    assert "resuming" in r.stdout
-    a = json.loads((ref / "metrics.json").read_text())
+    assert "resuming from" in r.stdout and "epoch 3" in r.stdout, r.stdout
+    a = json.loads((uninterrupted / "metrics.json").read_text())
     b = json.loads((out / "metrics.json").read_text())
     assert (a["test_mae"], a["val_mae"], a["best_epoch"]) == (b["test_mae"], b["val_mae"], b["best_epoch"])
-    assert (ref / "predictions.tsv").read_text() == (out / "predictions.tsv").read_text()
+    assert (uninterrupted / "predictions.tsv").read_text() == (out / "predictions.tsv").read_text()
 
 
 # `ageest train`, whose process sends itself SIGTERM (as SLURM does before a time limit) while the
