@@ -60,14 +60,14 @@ def main() -> None:
     ap.add_argument("--keep", default=None, help="keep each arm's last demo folder here (results/, resources/)")
     add_suite_arguments(ap)
     args = ap.parse_args()
-    # --quick: 2 subjects out of 6 synthetic people instead of the demo's 82, one loss, no baselines, up
-    # to the tables (the same rules on less work: what it checks is that the arms run and the figures
-    # are written).
+    # --quick: one subject out of 4 synthetic people instead of the demo's 82, one loss, no baselines,
+    # up to the tables (the same rules on less work: what it checks is that the arms run and the
+    # figures are written).
     target = "results/tables/summary.tsv" if args.quick else "all"
     if args.quick:
-        args.subset, args.subset_only, args.rounds = 2, True, 1
+        args.subset, args.subset_only, args.rounds = 1, True, 1
     tmp = Path(tempfile.mkdtemp(prefix="ageest-demo-bench-"))
-    quick = ("data: {synth_subjects: 6}\nlosses: [mean_variance]\nreference_loss: mean_variance\n"
+    quick = ("data: {synth_subjects: 4}\nlosses: [mean_variance]\nreference_loss: mean_variance\n"
              "baselines: []\ncompare_with: []\n")
     subset = written(tmp, "subset.yaml", f"subjects: {list(range(1, args.subset + 1))}\n" + (quick if args.quick else ""))
     reference = written(tmp, "reference.yaml", REFERENCE_STYLE)
@@ -84,7 +84,7 @@ def main() -> None:
     s = alternate(arms, args.rounds)
     a, b = list(s)
     ratio = median_ratio(s[b], s[a])
-    sub = (f"subset ({args.subset} subjects x {'one loss' if args.quick else 'both losses'}, synthesis and gather "
+    sub = (f"subset ({args.subset} subject{'s' if args.subset > 1 else ''} x {'one loss' if args.quick else 'both losses'}, synthesis and gather "
            f"included{', up to the tables' if args.quick else ''})")
     what = "whole demo" if args.against and not args.subset_only else sub
     print(f"{what}: {a} " + ", ".join(f"{t:.0f} s" for t in s[a]) + f"; {b} " + ", ".join(f"{t:.0f} s" for t in s[b])
