@@ -4,6 +4,8 @@ console (run as `python benchmarks/NAME.py`, which puts this folder on sys.path)
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
 
 def add_suite_arguments(ap) -> None:
@@ -53,10 +55,17 @@ def write_figures(path: str | None, rows: list[dict]) -> None:
 
 
 def quick_images(n_subjects: int = 6) -> str:
-    """A small synthetic data set (`ageest synth`), made once per machine, for --quick runs."""
+    """A small synthetic data set (`ageest synth`), made once per machine, for --quick runs: made
+    aside and moved into place whole, so benchmarks started together never read half of it."""
     from ageest.data.synth import make_synthetic
 
-    root = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"ageest-bench-synth-{n_subjects}")
+    parent = os.environ.get("TMPDIR", "/tmp")
+    root = os.path.join(parent, f"ageest-bench-synth-{n_subjects}")
     if not os.path.isdir(os.path.join(root, "images")):
-        make_synthetic(root, seed=0, n_subjects=n_subjects)
+        aside = tempfile.mkdtemp(prefix=f".ageest-bench-synth-{n_subjects}-", dir=parent)
+        make_synthetic(aside, seed=0, n_subjects=n_subjects)
+        try:
+            os.rename(aside, root)
+        except OSError:  # another run's set landed first: the same images (seed 0)
+            shutil.rmtree(aside)
     return os.path.join(root, "images")

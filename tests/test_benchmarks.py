@@ -4,6 +4,7 @@ benchmark fails the suite. The figures themselves are not checked: they are timi
 import csv
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -29,13 +30,31 @@ def bench_tmp(tmp_path_factory):
     return tmp_path_factory.mktemp("bench-tmp")
 
 
+def _quick_run(name, work, bench_tmp):
+    out = work / "figures.tsv"
+    extra = ["--directory", str(work / "study")] if name == "study_walltime.py" else []
+    r = pyproc.run([ROOT / "benchmarks" / name, "--quick", "--out", out, *extra], timeout=900, cwd=work,
+                   env={**os.environ, "TMPDIR": str(bench_tmp)})
+    return r, out
+
+
+@pytest.fixture(scope="module")
+def quick_runs(request, bench_tmp, tmp_path_factory):
+    """The selected benchmarks' --quick runs, two at a time, the two Snakemake studies first: most
+    are one process on one core (Snakemake's chain of jobs, one training thread), and their timings
+    are not checked. {name: future of (completed process, figures file)}."""
+    selected = [item.callspec.params["name"] for item in request.session.items
+                if getattr(item, "originalname", None) == "test_quick_run_writes_its_figures"]
+    first = [n for n in ("demo_walltime.py", "study_walltime.py") if n in selected]
+    with ThreadPoolExecutor(2) as pool:
+        yield {name: pool.submit(_quick_run, name, tmp_path_factory.mktemp(name), bench_tmp)
+               for name in first + [n for n in selected if n not in first]}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", BENCHMARKS)
-def test_quick_run_writes_its_figures(tmp_path, bench_tmp, name):
-    out = tmp_path / "figures.tsv"
-    extra = ["--directory", str(tmp_path / "study")] if name == "study_walltime.py" else []
-    r = pyproc.run([ROOT / "benchmarks" / name, "--quick", "--out", out, *extra], timeout=900, cwd=tmp_path,
-                   env={**os.environ, "TMPDIR": str(bench_tmp)})
+def test_quick_run_writes_its_figures(quick_runs, name):
+    r, out = quick_runs[name].result()
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     rows = list(csv.DictReader(out.open(), delimiter="\t"))
     assert rows, r.stdout
