@@ -9,6 +9,7 @@ import json
 import math
 import re
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -90,20 +91,51 @@ def n_fake_subjects():
     return len(FAKE)
 
 
-@pytest.fixture(scope="module")
-def demo_study(tmp_path_factory):
-    """The demo for real, run once for the tests that read a finished study: subjects 1 and 2 x both
-    losses + the three baselines, 1 epoch, out of 8 synthetic people (the demo makes 82: the same
-    rules on fewer images). One job per fold: a fold's own input then reruns that fold alone (with
-    folds_per_job K, its job); one thread a job, so that --cores 2 trains two folds at a time. A test that
-    changes the study works on a copy (copy_study)."""
-    work = tmp_path_factory.mktemp("demo-study")
+def _run_demo(work):
+    """The demo for real, for the tests that read a finished study: subjects 1 and 2 x both losses
+    + the three baselines, 1 epoch, out of 8 synthetic people (the demo makes 82: the same rules on
+    fewer images). One job per fold: a fold's own input then reruns that fold alone (with
+    folds_per_job K, its job); one thread a job. A test that changes the study works on a copy
+    (copy_study). Returns (folder, the config over the demo's)."""
     over = write_yaml(work.parent / f"{work.name}.yaml", {"subjects": [1, 2], "data": {"synth_subjects": 8},
                                                            "training": {"epochs": 1, "image_size": 32},
                                                            "resources": {"folds_per_job": 1, "train_threads": 1}})
     rc, out = snakemake(work, "--configfile", DEMO, over, "--cores", "2")
     assert rc == 0, out[-5000:]
     return work, over
+
+
+KFOLD_PEOPLE = 10
+
+
+def _run_kfold(work):
+    """config/kfold-demo.yaml as shipped but for 1 epoch and 10 people (of its 82; 2 a fold): `ageest
+    synth --manifest` writes the people under faces/person-NNN/ (no FG-NET names), the study reads
+    them through the manifest alone. Returns (folder, exit status, output)."""
+    over = write_yaml(work / "over.yaml", {"training": {"epochs": 1}, "data": {"synth_subjects": KFOLD_PEOPLE}})
+    return (work, *snakemake(work, "--configfile", KFOLD, over, "--cores", "2"))
+
+
+@pytest.fixture(scope="module")
+def studies(request, tmp_path_factory):
+    """The real studies that the selected tests read, run once and side by side: each is mostly one
+    process on one core at a time (synthesis, manifest, gather, plots), so two share the machine's
+    cores. {fixture name: future of its run}."""
+    runs = {"demo_study": _run_demo, "kfold_study": _run_kfold}
+    wanted = sorted({name for item in request.session.items for name in runs
+                     if name in getattr(item, "fixturenames", ())})
+    with ThreadPoolExecutor(2) as pool:
+        yield {name: pool.submit(runs[name], tmp_path_factory.mktemp(name)) for name in wanted}
+
+
+@pytest.fixture(scope="module")
+def demo_study(studies):
+    return studies["demo_study"].result()
+
+
+@pytest.fixture(scope="module")
+def kfold_study(studies):
+    return studies["kfold_study"].result()
 
 
 def copy_study(study, dest):
@@ -613,17 +645,13 @@ def test_demo_split_edit_reruns_that_subjects_folds_only(demo_study, tmp_path):
     assert set(trained) == {"002"}, out
 
 
-def test_kfold_demo_runs_a_manifest_under_another_layout_into_tables_and_plots(tmp_path):
-    # config/kfold-demo.yaml as shipped but for 1 epoch and 10 people (of its 82; 2 a fold): `ageest synth
-    # --manifest` writes the people under faces/person-NNN/ (no FG-NET names), the study reads them
-    # through the manifest alone.
-    people = 10
-    over = write_yaml(tmp_path / "over.yaml", {"training": {"epochs": 1}, "data": {"synth_subjects": people}})
-    rc, out = snakemake(tmp_path, "--configfile", KFOLD, over, "--cores", "2")
+def test_kfold_demo_runs_a_manifest_under_another_layout_into_tables_and_plots(kfold_study):
+    work, rc, out = kfold_study
+    people = KFOLD_PEOPLE
     assert rc == 0, out[-5000:]
-    data = tmp_path / "resources" / "synth-manifest"
+    data = work / "resources" / "synth-manifest"
     assert not list(data.rglob("*.JPG")) and len(list((data / "faces").glob("person-*"))) == people
-    res = tmp_path / "results"
+    res = work / "results"
     t = {n: pd.read_csv(res / "tables" / f"{n}.tsv", sep="\t") for n in ("folds", "summary", "predictions", "comparison")}
     assert sorted(t["folds"]["fold"].unique()) == [1, 2, 3, 4, 5] and len(t["folds"]) == 20  # 2 losses + 2 baselines
     p = t["predictions"]
