@@ -65,20 +65,24 @@ def test_no_import_circle():
 def test_a_folds_config_never_climbs_back_up_a_layer_and_its_data_is_fingerprinted_once(monkeypatch):
     import config_walk
     from ageest.data import fingerprint
+    from ageest.pipeline import cache
     from ageest.config import load_config
     from ageest.data.synth import make_synthetic
     from ageest.train.fold import run_fold
 
-    computed = []
-    real = fingerprint.data_fingerprint
+    computed, digests = [], []
+    real, real_digest = fingerprint.data_fingerprint, fingerprint.landmarks_digest
     monkeypatch.setattr(fingerprint, "data_fingerprint", lambda *a, **k: computed.append(1) or real(*a, **k))
+    for module in (fingerprint, cache):  # cache.py imports it by name
+        monkeypatch.setattr(module, "landmarks_digest", lambda *a, **k: digests.append(1) or real_digest(*a, **k))
     with tempfile.TemporaryDirectory() as tmp:
         make_synthetic(tmp, seed=0, n_subjects=3)
         config = load_config(None, ["epochs=1", "freeze_epochs=0", "image_size=32", "pretrained=none",
-                                    "arch=resnet18", "batch_size=16", "threads=2"])
+                                    "arch=resnet18", "batch_size=16", "threads=2", "align=landmarks"])
         calls = config_walk.walk(config, lambda: run_fold(Path(tmp) / "images", 1, "softmax", Path(tmp) / "o",
                                                           config, log=lambda *_: None))
     assert len(computed) == 1  # the fold's, handed to the cache's path and key
+    assert len(digests) == 1  # the landmarks it aligns on: in the fingerprint and the cache's key, read once
     s = config_walk.summary(calls)
     assert len(s["stays"]) >= 10 and "ageest/data/splits.py" in s["files"]  # it saw the walk
     assert s["climbs"] == [], s["climbs"]

@@ -4,6 +4,7 @@ and the landmarks the images align with), and the refusal of one photo under two
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
 from ageest.data.records import Record
@@ -39,11 +40,12 @@ def landmarks_digest(points_dir: str | Path | None, records: list[Record] | None
     return h.hexdigest()[:16]
 
 
-def data_fingerprint(records: list[Record], points_dir: str | Path | None = None) -> str:
+def data_fingerprint(records: list[Record], points_dir: str | Path | None = None, landmarks: str | None = None) -> str:
     """Hash of the images' names and bytes (SHA-256 of each, remembered by ageest.data.hashes), and
-    with `points_dir` of the landmark files the images align with (`landmarks_digest`): it changes
-    when an image is added, removed, renamed or edited in place, whatever its size, or a landmark
-    file is edited. Refuses one photo under two people (`check_duplicates`)."""
+    with `points_dir` of the landmark files the images align with (`landmarks_digest`, or
+    `landmarks` where the caller has it already): it changes when an image is added, removed,
+    renamed or edited in place, whatever its size, or a landmark file is edited. Refuses one photo
+    under two people (`check_duplicates`)."""
     from ageest.data.hashes import file_digests
 
     digests = file_digests(r.path for r in records)
@@ -52,14 +54,25 @@ def data_fingerprint(records: list[Record], points_dir: str | Path | None = None
     for r, digest in zip(records, digests):
         h.update(f"{r.name}\t{digest}\n".encode())
     if points_dir is not None:
-        h.update(f"landmarks\t{landmarks_digest(points_dir, records)}\n".encode())
+        h.update(f"landmarks\t{landmarks or landmarks_digest(points_dir, records)}\n".encode())
     return h.hexdigest()[:16]
 
 
-def fold_fingerprint(records: list[Record], config, points_dir: str | Path | None) -> str:
-    """The fingerprint a fold, a baseline and a cache record: the landmark files count as data
-    where the config aligns on them (an edited .pts is another data set)."""
-    return data_fingerprint(records, points_dir if config.align == "landmarks" else None)
+@dataclass(frozen=True)
+class Fingerprint:
+    """What a fold, a baseline and a cache record of their data, computed once per fold
+    (`fold_fingerprint`): `data`, the fingerprint (with the landmarks where the config aligns on
+    them: an edited .pts is another data set), and `landmarks`, their own digest then (the cache
+    names it apart when it differs), else None."""
+
+    data: str
+    landmarks: str | None = None
+
+
+def fold_fingerprint(records: list[Record], config, points_dir: str | Path | None) -> Fingerprint:
+    landmarks = landmarks_digest(points_dir, records) if config.align == "landmarks" else None
+    aligned = points_dir if config.align == "landmarks" else None
+    return Fingerprint(data_fingerprint(records, aligned, landmarks), landmarks)
 
 
 def check_duplicates(records: list[Record], digests: list[str]) -> int:

@@ -28,7 +28,7 @@ import numpy as np
 from ageest.config import Config, add_config_arguments, load_config
 from ageest.errors import DataError
 from ageest.data.reader import add_data_arguments, read_records
-from ageest.data.fingerprint import fold_fingerprint, landmarks_digest
+from ageest.data.fingerprint import Fingerprint, fold_fingerprint, landmarks_digest
 from ageest.data.imageio import load_rgb
 from ageest.data.records import Record
 from ageest.io import atomic_path, open_lock_file, remove_temporaries, write_json_atomic, write_text_atomic
@@ -139,9 +139,9 @@ def template_key(config: Config) -> str | None:
 
 
 def cache_meta(records: Sequence[Record], config: Config, points_dir: Path | None,
-               fingerprint: str | None = None) -> dict:
+               fingerprint: Fingerprint | None = None) -> dict:
     """What a cache is built from: every key but points_dir must match for a cache to be used.
-    `fingerprint`: the data's (`data_fingerprint`), where the caller has it already.
+    `fingerprint`: the fold's (`fold_fingerprint`), where the caller has it already.
 
     `landmarks`: with landmark alignment, the digest of the landmarks each image is aligned with
     (fingerprint.landmarks_digest: `.pts` bytes, a manifest's x/y points), so an edited landmark never
@@ -153,11 +153,14 @@ def cache_meta(records: Sequence[Record], config: Config, points_dir: Path | Non
     on_landmarks = config.align == "landmarks"
     from ageest.data.detect import detector_identity
 
+    fingerprint = fingerprint or fold_fingerprint(list(records), config, points_dir)
+    # (A fingerprint made for a config that does not align on landmarks carries no digest of them.)
+    landmarks = (fingerprint.landmarks or landmarks_digest(points_dir, list(records))) if on_landmarks else None
     return {
         "version": CACHE_VERSION,
         "names": [r.name for r in records],
-        "fingerprint": fingerprint or fold_fingerprint(records, config, points_dir),
-        "landmarks": landmarks_digest(points_dir, list(records)) if on_landmarks else None,
+        "fingerprint": fingerprint.data,
+        "landmarks": landmarks,
         "size": config.resize_size,
         "align": config.align,
         "template": template_key(config),
@@ -237,7 +240,7 @@ def read_meta(path: Path) -> dict | None:
 
 
 def open_cache(path: str | Path, records: Sequence[Record], config: Config, points_dir: Path | None,
-               build: bool = True, fingerprint: str | None = None) -> tuple[np.ndarray, dict]:
+               build: bool = True, fingerprint: Fingerprint | None = None) -> tuple[np.ndarray, dict]:
     """The cached array for these records and geometry, memory-mapped read-only.
 
     Built (once, under a lock) if missing and `build`; a cache made from other data or another
@@ -275,17 +278,17 @@ def open_cache(path: str | Path, records: Sequence[Record], config: Config, poin
 
 
 def default_cache_path(records: Sequence[Record], config: Config, points_dir: Path | None = None,
-                       fingerprint: str | None = None) -> Path:
+                       fingerprint: Fingerprint | None = None) -> Path:
     """$AGEEST_CACHE_DIR (default ~/.cache/ageest)/TAG.npy, TAG naming the data (with alignment,
     the landmark files too: `points_dir`, default points/ beside the images) and the geometry."""
     root = Path(os.environ.get("AGEEST_CACHE_DIR") or Path.home() / ".cache" / "ageest")
     if config.align == "landmarks" and points_dir is None and records:
         points_dir = default_points_dir(records[0].path.parent)
-    fingerprint = fingerprint or fold_fingerprint(records, config, points_dir)
+    fingerprint = fingerprint or fold_fingerprint(list(records), config, points_dir)
     skip = "-skip" if config.on_no_face == "skip" and config.align != "none" and not config.align_fallback else ""
     template = template_key(config)
     shape = "" if template in (None, "eyes_mouth") else "-" + template.replace("@", "")
-    tag = f"v{CACHE_VERSION}-{fingerprint}-{config.align}{shape}{'-fb' if config.align_fallback else ''}{skip}-{config.resize_size}"
+    tag = f"v{CACHE_VERSION}-{fingerprint.data}-{config.align}{shape}{'-fb' if config.align_fallback else ''}{skip}-{config.resize_size}"
     return root / f"{tag}.npy"
 
 

@@ -219,7 +219,7 @@ def run_baselines(images: str | Path, methods: Sequence[str], folds: Sequence[in
                 "test_mae": float(np.abs(test_pred - test_ages).mean()),
                 "test_mae_rounded": float(np.abs(np.rint(test_pred) - test_ages).mean()),
                 "seconds": time.perf_counter() - t0, **n_skipped,
-                **provenance(config, fingerprint, digest, images),
+                **provenance(config, fingerprint.data, digest, images),
             }
             out = Path(out_root) / method / f"{fold:03d}"
             write_text_atomic(out / "predictions.tsv", predictions_tsv(

@@ -23,7 +23,7 @@ from ageest import __version__
 from ageest.config import Config, add_config_arguments, load_config
 from ageest.data.protocols import parse_protocol
 from ageest.data.reader import add_data_arguments, read_records
-from ageest.data.fingerprint import fold_fingerprint
+from ageest.data.fingerprint import Fingerprint, fold_fingerprint
 from ageest.errors import AgeestError, DataError
 from ageest.io import check_writable, remove_temporaries, save_torch_atomic, write_json_atomic, write_text_atomic
 from ageest.nn.losses import LOSSES, LossSpec, loss_spec
@@ -107,7 +107,7 @@ class Fold:
     records: list
     split: Any  # ageest.data.splits.Split
     identity: dict  # what a resumable state must match
-    fingerprint: str
+    fingerprint: Fingerprint
     split_digest: str
     fallback: int  # images of this fold's split that fell back to the unaligned crop
     device: torch.device
@@ -136,7 +136,7 @@ def prepare_fold(images, fold_id: int, loss: str, out, config: Config, *, cache=
     points_dir = Path(points) if points else default_points_dir(images)
     fingerprint = fold_fingerprint(records, config, points_dir)
     split, split_digest = fold_split(records, fold_id, config, split_file)
-    identity = {**fold_identity(fold_id, config, records), "loss": loss, "data_fingerprint": fingerprint,
+    identity = {**fold_identity(fold_id, config, records), "loss": loss, "data_fingerprint": fingerprint.data,
                 "config": config.result_keys(), "split": split_digest}
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -233,7 +233,7 @@ def finish_fold(fold: Fold, state: FoldState, usage: FoldUsage, startup: float, 
         "bf16": uses_bf16(fold.device, config.precision), "precision": precision_name(fold.device, config.precision),
         "unaligned_fallback": fold.fallback,
         **{"n_train_skipped": 0, "n_val_skipped": 0, "n_test_skipped": 0, **fold.skipped},
-        **provenance(config, fold.fingerprint, fold.split_digest, fold.images), "torch_version": torch.__version__,
+        **provenance(config, fold.fingerprint.data, fold.split_digest, fold.images), "torch_version": torch.__version__,
     }
     write_text_atomic(fold.out / "predictions.tsv", predictions_tsv([records[i] for i in split.test],
                                                                     tm["predicted_age"], tm["predicted_std"]))
@@ -249,7 +249,7 @@ def finish_fold(fold: Fold, state: FoldState, usage: FoldUsage, startup: float, 
 
 
 def _make_sources(records, split, config: Config, device, cache, points_dir, channels_last: bool, fold_id: int,
-                  fingerprint: str):
+                  fingerprint: Fingerprint):
     """Batch sources of the split's three parts, the count of unaligned fallbacks, and the split
     without the images the cache skipped (`outputs.drop_skipped`) with its counts."""
     if config.pipeline == "plain":  # (config refuses plain with on_no_face: skip: nothing is skipped)
