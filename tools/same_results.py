@@ -26,11 +26,14 @@ COMPARED = ("test_mae", "val_mae", "best_epoch", "n_test")
 def run_study(tree: Path, workdir: Path, snakemake_args: list[str]) -> float:
     """Seconds the study took with the package of `tree`."""
     env = {**os.environ, "PYTHONPATH": str(tree.resolve())}
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(tree / "Snakefile"), "--directory", str(workdir),
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(tree.resolve() / "Snakefile"), "--directory", str(workdir),
            *snakemake_args]
     t0 = time.time()
+    # Run from the study's own folder: `python -m` puts its working directory first on sys.path,
+    # before PYTHONPATH, so started from a checkout it would parse the workflow with that one's ageest.
+    workdir.mkdir(parents=True, exist_ok=True)
     with open(workdir.with_suffix(".log"), "w") as log:
-        subprocess.run(cmd, env=env, check=True, stdout=log, stderr=subprocess.STDOUT)
+        subprocess.run(cmd, env=env, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
     return time.time() - t0
 
 
@@ -69,10 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     seconds = {}
     for side, tree in (("base", args.base), ("new", args.new)):
-        work = args.out / side
-        work.mkdir(parents=True, exist_ok=True)
+        work = (args.out / side).resolve()
         extra = ["--config", *args.config] if args.config else []
-        seconds[side] = run_study(tree, work, ["--cores", args.cores, "--configfile", str(tree / args.configfile), *extra])
+        seconds[side] = run_study(tree, work, ["--cores", args.cores, "--configfile", str(tree.resolve() / args.configfile), *extra])
     counts, problems = compare(args.out / "base", args.out / "new")
     for method, (n, bad) in counts.items():
         print(f"{method}: {n} folds compared, {bad} differ")
