@@ -34,8 +34,11 @@ def snakemake(tree: Path, workdir: Path, cores: int, extra_configs: list[Path], 
            "--cores", str(cores), "--resources", "gpu=1", "--quiet", "all",
            "--configfile", str(tree / "config" / "demo.yaml"), *map(str, extra_configs)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree), os.environ.get("PYTHONPATH", "")])}
+    # From the empty folder itself: `python -m` puts its working directory first on sys.path, before
+    # PYTHONPATH, so started from a checkout it would plan `tree`'s workflow with that one's ageest.
+    workdir.mkdir(parents=True)
     t0 = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=workdir)
     if r.returncode:
         logs = sorted((workdir / ".snakemake" / "log").glob("*.log"))
         raise SystemExit(f"snakemake failed in {workdir}:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}\n"
