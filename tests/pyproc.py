@@ -25,6 +25,8 @@ import tempfile
 import traceback
 from pathlib import Path
 
+from ageest.io import current_umask
+
 PRELOAD = ["snakemake.cli", "snakemake.report", "smart_open", "jsonschema", "yaml", "torch", "torchvision",
            "ageest.cli", "ageest.plan", "ageest.data.synth", "ageest.train.fold", "pyproc"]
 
@@ -68,8 +70,7 @@ def run(argv: list, *, timeout: float = 600, env: dict[str, str] | None = None, 
         text: bool = True) -> subprocess.CompletedProcess:
     """subprocess.run([sys.executable, *argv], capture_output=True, text=text, ...), forked."""
     argv = [os.fsdecode(a) if isinstance(a, bytes) else str(a) for a in argv]
-    umask = os.umask(0o22)
-    os.umask(umask)
+    umask = current_umask()
     with tempfile.TemporaryDirectory(prefix="pyproc-") as tmp:
         out, err = Path(tmp, "stdout"), Path(tmp, "stderr")
         p = _server.Process(target=_child, args=(argv, dict(os.environ if env is None else env),
