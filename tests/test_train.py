@@ -1,5 +1,6 @@
 """A tiny fold end to end on synthetic faces: outputs, reproducibility, resume, refusals."""
 
+import csv
 import json
 import math
 import signal
@@ -151,6 +152,15 @@ def test_killed_fold_resumes_to_the_same_result(synth_small, uninterrupted, tmp_
     b = json.loads((out / "metrics.json").read_text())
     assert (a["test_mae"], a["val_mae"], a["best_epoch"]) == (b["test_mae"], b["val_mae"], b["best_epoch"])
     assert (uninterrupted / "predictions.tsv").read_text() == (out / "predictions.tsv").read_text()
+    # Every epoch as the uninterrupted fold trained it, not only the model selected (which an epoch
+    # trained twice may leave as it was): the history but for its timings.
+    assert _history(uninterrupted) == _history(out)
+
+
+def _history(fold):
+    timings = {"seconds", "images_per_second", "val_seconds"}
+    with open(fold / "history.tsv") as f:
+        return [{k: v for k, v in row.items() if k not in timings} for row in csv.DictReader(f, delimiter="\t")]
 
 
 # `ageest train`, whose process sends itself SIGTERM (as SLURM does before a time limit) while the
